@@ -1,0 +1,58 @@
+"""Pydantic v2 models of every message the worker reads and writes: the Kafka contract as code."""
+
+from schemas.commands import (
+    COMMAND_MODELS,
+    Command,
+    CommandName,
+    DocType,
+    ListCommand,
+    LoadExcelCommand,
+    LoadJsonCommand,
+    LoadJsonItem,
+    MarkUsedCommand,
+    NumberEntry,
+    ReserveCommand,
+)
+from schemas.fields import LIMITS, NumberType
+from schemas.results import (
+    AnyResult,
+    ErrorCode,
+    ErrorDetail,
+    ErrorInfo,
+    FailureResult,
+    ListedNumber,
+    ListResult,
+    LoadResult,
+    MarkUsedResult,
+    ReserveResult,
+    encode_result,
+    result_to_json_dict,
+)
+
+__all__ = [
+    "COMMAND_MODELS",
+    "LIMITS",
+    "AnyResult",
+    "Command",
+    "CommandName",
+    "DocType",
+    "ErrorCode",
+    "ErrorDetail",
+    "ErrorInfo",
+    "FailureResult",
+    "ListCommand",
+    "ListResult",
+    "ListedNumber",
+    "LoadExcelCommand",
+    "LoadJsonCommand",
+    "LoadJsonItem",
+    "LoadResult",
+    "MarkUsedCommand",
+    "MarkUsedResult",
+    "NumberEntry",
+    "NumberType",
+    "ReserveCommand",
+    "ReserveResult",
+    "encode_result",
+    "result_to_json_dict",
+]

@@ -1,0 +1,112 @@
+"""Field rules shared by every message and by the spreadsheet reader.
+
+A unique number is stored byte for byte, so it is validated, never normalised: no trimming,
+no case folding, no Unicode normalisation. What is rejected is what cannot be a marking code
+or an IMEI and is almost always a mistake upstream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, StringConstraints
+
+
+class NumberType(StrEnum):
+    """Kinds of unique number. The original API knew UIT only; IMEI is the other kind in use."""
+
+    UIT = "UIT"
+    IMEI = "IMEI"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Explicit limits of the contract (docs/contract.md lists them)."""
+
+    unique_number_max_length: int = 255
+    variant_id_max_length: int = 100
+    document_id_max_length: int = 100
+    command_id_max_length: int = 200
+    numbers_per_load: int = 50_000
+    rows_per_file: int = 1_000_000
+    file_bytes: int = 10 * 1024 * 1024
+    unpacked_xlsx_bytes: int = 512 * 1024 * 1024
+    list_page_size_max: int = 1000
+    problems_reported: int = 100
+
+
+LIMITS = Limits()
+
+GS = "\x1d"
+# Control characters (C0, DEL, C1) other than the GS1 group separator are never part of a code.
+# Lone surrogates (possible in JSON's \uD800 escapes) are not text and cannot be stored either.
+_FORBIDDEN_CONTROL = re.compile(r"[\x00-\x1c\x1e\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def unique_number_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as a unique number, or None when it can."""
+    if not value:
+        return "is empty"
+    if len(value) > LIMITS.unique_number_max_length:
+        return f"is {len(value)} characters long, the limit is {LIMITS.unique_number_max_length}"
+    if value != value.strip():
+        return "starts or ends with whitespace (numbers are stored byte for byte, never trimmed)"
+    bad = _FORBIDDEN_CONTROL.search(value)
+    if bad is not None:
+        return (
+            f"holds control character U+{ord(bad.group()):04X} at position {bad.start() + 1} "
+            "(only the GS separator U+001D is allowed; lone surrogates are not text)"
+        )
+    return None
+
+
+def identifier_problem(value: str, limit: int) -> str | None:
+    """Why `value` cannot be a variant or document id, or None when it can."""
+    if not value.strip():
+        return "is empty or blank"
+    if len(value) > limit:
+        return f"is {len(value)} characters long, the limit is {limit}"
+    if value != value.strip():
+        return "starts or ends with whitespace"
+    bad = re.search(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", value)
+    if bad is not None:
+        return f"holds control character U+{ord(bad.group()):04X}"
+    return None
+
+
+def _check_unique_number(value: str) -> str:
+    problem = unique_number_problem(value)
+    if problem is not None:
+        raise ValueError(f"unique number {problem}")
+    return value
+
+
+def _identifier_checker(what: str, limit: int) -> AfterValidator:
+    def check(value: str) -> str:
+        problem = identifier_problem(value, limit)
+        if problem is not None:
+            raise ValueError(f"{what} {problem}")
+        return value
+
+    return AfterValidator(check)
+
+
+UniqueNumber = Annotated[str, StringConstraints(strict=True), AfterValidator(_check_unique_number)]
+VariantId = Annotated[
+    str,
+    StringConstraints(strict=True),
+    _identifier_checker("variant id", LIMITS.variant_id_max_length),
+]
+DocumentId = Annotated[
+    str,
+    StringConstraints(strict=True),
+    _identifier_checker("document id", LIMITS.document_id_max_length),
+]
+CommandId = Annotated[
+    str,
+    StringConstraints(strict=True),
+    _identifier_checker("command id", LIMITS.command_id_max_length),
+]

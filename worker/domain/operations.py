@@ -1,0 +1,188 @@
+"""The five operations of the contract, each run inside the transaction the service opened."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+
+from schemas.commands import (
+    DocType,
+    ListCommand,
+    LoadExcelCommand,
+    LoadJsonCommand,
+    MarkUsedCommand,
+    ReserveCommand,
+)
+from schemas.fields import LIMITS
+from schemas.results import (
+    ErrorCode,
+    ErrorDetail,
+    ListedNumber,
+    ListResult,
+    LoadResult,
+    MarkUsedResult,
+    ReserveResult,
+)
+from worker.domain.errors import CommandRefused, count_phrase
+from worker.domain.loading import NumberToLoad, load_numbers
+from worker.domain.ports import NumberStore
+from worker.domain.spreadsheet import UnreadableFile, read_number_rows
+
+
+async def load_json(store: NumberStore, command_id: str, command: LoadJsonCommand) -> LoadResult:
+    numbers = [
+        NumberToLoad(
+            variant_id=item.variant_id,
+            unique_number=entry.unique_number,
+            number_type=entry.type.value,
+            field=f"items[{i}].uniqueNumbers[{j}]",
+        )
+        for i, item in enumerate(command.items)
+        for j, entry in enumerate(item.unique_numbers)
+    ]
+    if len(numbers) > LIMITS.numbers_per_load:
+        raise CommandRefused(
+            ErrorCode.VALIDATION_ERROR,
+            f"the load holds {len(numbers)} numbers, the limit is {LIMITS.numbers_per_load} "
+            "per command: split it",
+        )
+    outcome = await load_numbers(store, command_id, numbers)
+    return LoadResult(
+        command_id=command_id,
+        command="load-json",
+        loaded=outcome.loaded,
+        already_loaded=outcome.already_loaded,
+    )
+
+
+def decode_file(command: LoadExcelCommand) -> bytes:
+    try:
+        content = base64.b64decode(command.up_file, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CommandRefused(
+            ErrorCode.VALIDATION_ERROR,
+            f"upFile is not valid base64 ({exc}); send the file's bytes base64-encoded",
+            [ErrorDetail(field="upFile", reason=f"invalid base64: {exc}")],
+        ) from exc
+    if len(content) > LIMITS.file_bytes:
+        raise CommandRefused(
+            ErrorCode.BAD_FILE,
+            f"the file is {len(content)} bytes, the limit is {LIMITS.file_bytes}: split it",
+        )
+    return content
+
+
+async def load_excel(store: NumberStore, command_id: str, command: LoadExcelCommand) -> LoadResult:
+    content = decode_file(command)
+    name = command.file_name or "the file"
+    try:
+        # Parsing a workbook is CPU work: keep the event loop free for the other partitions.
+        readout = await asyncio.to_thread(read_number_rows, content)
+    except UnreadableFile as exc:
+        raise CommandRefused(ErrorCode.BAD_FILE, f"{name}: {exc}") from exc
+    if readout.problems_total:
+        first = readout.problems[0]
+        raise CommandRefused(
+            ErrorCode.BAD_FILE,
+            f"{name}: {count_phrase(readout.problems_total, 'problem')} in its rows, first at "
+            f"row {first.row} column {first.column}: {first.reason}; nothing was loaded",
+            [ErrorDetail(row=p.row, field=p.column, reason=p.reason) for p in readout.problems],
+            total=readout.problems_total,
+        )
+    if not readout.rows:
+        raise CommandRefused(ErrorCode.BAD_FILE, f"{name} holds no rows of numbers")
+    numbers = [
+        NumberToLoad(
+            variant_id=r.variant_id, unique_number=r.unique_number, number_type=r.type, row=r.row
+        )
+        for r in readout.rows
+    ]
+    outcome = await load_numbers(store, command_id, numbers)
+    return LoadResult(
+        command_id=command_id,
+        command="load-excel",
+        loaded=outcome.loaded,
+        already_loaded=outcome.already_loaded,
+    )
+
+
+async def list_numbers(store: NumberStore, command_id: str, command: ListCommand) -> ListResult:
+    rows = await store.list_numbers(
+        command.variant_id, command.is_used, command.size + 1, command.page * command.size
+    )
+    return ListResult(
+        command_id=command_id,
+        command="list",
+        unique_numbers=[
+            ListedNumber(
+                disabled=r.disabled,
+                is_reserved=r.is_reserved,
+                is_used=r.is_used,
+                physical_set=r.physical_set,
+                purchase_order=r.purchase_order,
+                unique_number=r.unique_number,
+                type=r.number_type,
+            )
+            for r in rows[: command.size]
+        ],
+        page=command.page,
+        size=command.size,
+        has_more=len(rows) > command.size,
+    )
+
+
+async def reserve(store: NumberStore, command_id: str, command: ReserveCommand) -> ReserveResult:
+    document = command.document_id or ""
+    number = await store.reserve_number(
+        command.variant_id,
+        command.type.value,
+        command_id,
+        purchase_order=document if command.doc_type is DocType.PURCHASE_ORDER else "",
+        physical_set=document if command.doc_type is DocType.PHYSICAL_SET_ORDER else "",
+    )
+    if number is None:
+        raise CommandRefused(
+            ErrorCode.NO_FREE_NUMBER,
+            f"variant {command.variant_id!r} has no free {command.type.value} number left: "
+            "load more numbers for it",
+        )
+    return ReserveResult(
+        command_id=command_id,
+        command="reserve",
+        variant_id=command.variant_id,
+        unique_number=number,
+        type=command.type.value,
+        doc_type=command.doc_type.value if command.doc_type else None,
+        document_id=command.document_id,
+    )
+
+
+async def mark_used(
+    store: NumberStore, command_id: str, command: MarkUsedCommand
+) -> MarkUsedResult:
+    stored = await store.number_for_update(command.unique_number)
+    if stored is None:
+        raise CommandRefused(
+            ErrorCode.NOT_FOUND,
+            f"unique number {command.unique_number!r} is not stored: load it first",
+        )
+    if stored.variant_id != command.variant_id:
+        raise CommandRefused(
+            ErrorCode.VARIANT_MISMATCH,
+            f"unique number {command.unique_number!r} belongs to variant "
+            f"{stored.variant_id!r}, not {command.variant_id!r}",
+        )
+    if stored.is_used:
+        raise CommandRefused(
+            ErrorCode.ALREADY_USED,
+            f"unique number {command.unique_number!r} of variant {command.variant_id!r} "
+            "is already marked used",
+        )
+    await store.mark_used(command.unique_number, command_id)
+    return MarkUsedResult(
+        command_id=command_id,
+        command="mark-used",
+        variant_id=command.variant_id,
+        unique_number=command.unique_number,
+    )

@@ -1,0 +1,80 @@
+"""The PostgreSQL connection pool and its transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+
+from worker.domain.ports import StorageUnavailable
+from worker.storage.migrations import migrate
+from worker.storage.numbers import PgNumberStore
+
+log = structlog.get_logger(__name__)
+
+# Errors after which the same command, tried again later, may well succeed: the server is
+# restarting, unreachable, or the connection broke. They are retried, never answered.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+def dsn_with_sslmode(dsn: str, sslmode: str) -> str:
+    """The DSN with `sslmode` set, unless the DSN names one itself."""
+    parts = urlsplit(dsn)
+    params = dict(parse_qsl(parts.query))
+    params.setdefault("sslmode", sslmode)
+    return urlunsplit(parts._replace(query=urlencode(params)))
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password, for logs."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PgDatabase:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, sslmode: str, pool_size: int) -> PgDatabase:
+        pool = await asyncpg.create_pool(
+            dsn_with_sslmode(dsn, sslmode),
+            min_size=1,
+            max_size=pool_size,
+            command_timeout=60,
+        )
+        log.info("database_connected", dsn=redact_dsn(dsn), pool_size=pool_size)
+        return cls(pool)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PgNumberStore]:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield PgNumberStore(conn)
+        except TRANSIENT_ERRORS as exc:
+            raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def migrate(self) -> list[int]:
+        async with self._pool.acquire() as conn:
+            return await migrate(conn)
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -164,6 +164,8 @@ EOF
 # Broker logging (log4j2): to $LOGS/server.log, never the terminal.
 status = warn
 name = kafka-dev
+# Kafka's own shutdown hook logs the shutdown; log4j's would stop logging midway.
+shutdownHook = disable
 appender.file.type = RollingFile
 appender.file.name = file
 appender.file.fileName = $LOGS/server.log

@@ -75,7 +75,8 @@ write_env() { # bootstrap database_url
 }
 
 docker_ok() {
-    command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1
+    command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1 \
+        && docker compose version >/dev/null 2>&1
 }
 
 pick_backend() {

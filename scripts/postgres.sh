@@ -42,6 +42,7 @@ is_root() { [[ "$(id -u)" -eq 0 ]]; }
 find_bindir() {
     local d
     # Debian's layout, newest major version first; then whatever pg_ctl is on PATH.
+    # shellcheck disable=SC2012  # the paths are /usr/lib/postgresql/<major>/bin
     for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -rn) \
         "$(dirname "$(command -v pg_ctl 2>/dev/null || echo /nonexistent/pg_ctl)")"; do
         if [[ -x "$d/initdb" && -x "$d/pg_ctl" && -x "$d/postgres" ]]; then
@@ -192,7 +193,7 @@ port_open() {
 }
 
 psql_super() {
-    as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres "$@"
+    as_pg "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DATA" -p "$PG_PORT" -U postgres -d postgres
 }
 
 ensure_role_and_db() {

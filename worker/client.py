@@ -17,6 +17,40 @@ from worker.transport.decoding import COMMAND_ID_HEADER
 from worker.transport.kafka_clients import RECORD_OVERHEAD, security_options
 
 
+async def assign_whole_topic(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of `topic` to a group-less consumer (waiting for its metadata)."""
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        await consumer._client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    return tps
+
+
+async def read_topic(settings: Settings, topic: str, count: int, timeout: float) -> list[Any]:
+    """The first `count` committed records of `topic` (fewer if `timeout` seconds pass)."""
+    consumer = AIOKafkaConsumer(
+        **security_options(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_partition_fetch_bytes=settings.message_max_bytes + RECORD_OVERHEAD,
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        tps = await assign_whole_topic(consumer, topic)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while len(found) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            found.extend(r for records in batch.values() for r in records)
+    finally:
+        await consumer.stop()
+    return found
+
+
 def command_topic(settings: Settings, name: CommandName) -> str:
     return {v: k for k, v in settings.command_topics().items()}[name]
 

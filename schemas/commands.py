@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
     AliasChoices,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -58,15 +61,43 @@ class LoadJsonItem(BaseModel):
 class LoadJsonCommand(Command):
     items: Annotated[list[LoadJsonItem], Field(min_length=1, max_length=LIMITS.numbers_per_load)]
 
+    @model_validator(mode="after")
+    def _within_the_load_limit(self) -> LoadJsonCommand:
+        total = sum(len(item.unique_numbers) for item in self.items)
+        if total > LIMITS.numbers_per_load:
+            raise ValueError(
+                f"the load holds {total} numbers, the limit is {LIMITS.numbers_per_load} "
+                "per command: split it"
+            )
+        return self
+
+
+def _decode_file(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("upFile must be the file's bytes as a base64 string")
+    if len(value) > (LIMITS.file_bytes * 4) // 3 + 4:
+        raise ValueError(
+            f"the file is larger than the limit of {LIMITS.file_bytes} bytes: split it"
+        )
+    try:
+        content = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"upFile is not valid base64 ({exc})") from exc
+    if not content:
+        raise ValueError("upFile is empty: send the file's bytes, base64-encoded")
+    return content
+
 
 class LoadExcelCommand(Command):
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, ser_json_bytes="base64"
+    )
+
     file_name: Annotated[str, Field(strict=True, min_length=1, max_length=255)] | None = Field(
         default=None, alias="fileName"
     )
-    # base64 text of the file; decoded (and its size checked) by the load-excel operation.
-    up_file: Annotated[
-        str, Field(strict=True, min_length=1, max_length=(LIMITS.file_bytes * 4) // 3 + 8)
-    ] = Field(alias="upFile")
+    # Sent as base64 text, held decoded.
+    up_file: Annotated[bytes, BeforeValidator(_decode_file)] = Field(alias="upFile")
 
 
 class ListCommand(Command):

@@ -46,13 +46,20 @@ GS = "\x1d"
 _FORBIDDEN_CONTROL = re.compile(r"[\x00-\x1c\x1e\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+# What counts as surrounding whitespace: Python's whitespace less U+001C..U+001F, which
+# str.strip() would also remove and of which GS (U+001D) belongs to a DataMatrix code.
+WHITESPACE = "".join(
+    c for c in map(chr, range(0x3001)) if c.isspace() and c not in "\x1c\x1d\x1e\x1f"
+)
+
+
 def unique_number_problem(value: str) -> str | None:
     """Why `value` cannot be stored as a unique number, or None when it can."""
     if not value:
         return "is empty"
     if len(value) > LIMITS.unique_number_max_length:
         return f"is {len(value)} characters long, the limit is {LIMITS.unique_number_max_length}"
-    if value != value.strip():
+    if value != value.strip(WHITESPACE):
         return "starts or ends with whitespace (numbers are stored byte for byte, never trimmed)"
     bad = _FORBIDDEN_CONTROL.search(value)
     if bad is not None:

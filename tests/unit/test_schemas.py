@@ -13,7 +13,13 @@ GS = "\x1d"
 
 @pytest.mark.parametrize(
     "number",
-    [f"0104064211748539215%HefMSHY1egL{GS}91EE06{GS}92abc", "00012", "a'b\"c;--/%", "x" * 255],
+    [
+        f"0104064211748539215%HefMSHY1egL{GS}91EE06{GS}92abc",
+        f"{GS}0104064211748539215{GS}",  # GS at either end is part of the code, not whitespace
+        "00012",
+        "a'b\"c;--/%",
+        "x" * 255,
+    ],
 )
 def test_valid_numbers_pass_unchanged(number: str) -> None:
     assert unique_number_problem(number) is None
@@ -31,6 +37,7 @@ def test_valid_numbers_pass_unchanged(number: str) -> None:
         ("x" * 256, "256 characters long, the limit is 255"),
         (" 123", "whitespace"),
         ("123\n", "whitespace"),
+        ("123\u3000", "whitespace"),
         ("12\x003", "U+0000 at position 3"),
         ("12\x1e3", "U+001E"),
         ("12\ud8003", "U+D800"),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 
 from schemas.commands import (
     DocType,
@@ -14,7 +12,6 @@ from schemas.commands import (
     MarkUsedCommand,
     ReserveCommand,
 )
-from schemas.fields import LIMITS
 from schemas.results import (
     ErrorCode,
     ErrorDetail,
@@ -41,12 +38,6 @@ async def load_json(store: NumberStore, command_id: str, command: LoadJsonComman
         for i, item in enumerate(command.items)
         for j, entry in enumerate(item.unique_numbers)
     ]
-    if len(numbers) > LIMITS.numbers_per_load:
-        raise CommandRefused(
-            ErrorCode.VALIDATION_ERROR,
-            f"the load holds {len(numbers)} numbers, the limit is {LIMITS.numbers_per_load} "
-            "per command: split it",
-        )
     outcome = await load_numbers(store, command_id, numbers)
     return LoadResult(
         command_id=command_id,
@@ -56,25 +47,8 @@ async def load_json(store: NumberStore, command_id: str, command: LoadJsonComman
     )
 
 
-def decode_file(command: LoadExcelCommand) -> bytes:
-    try:
-        content = base64.b64decode(command.up_file, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise CommandRefused(
-            ErrorCode.VALIDATION_ERROR,
-            f"upFile is not valid base64 ({exc}); send the file's bytes base64-encoded",
-            [ErrorDetail(field="upFile", reason=f"invalid base64: {exc}")],
-        ) from exc
-    if len(content) > LIMITS.file_bytes:
-        raise CommandRefused(
-            ErrorCode.BAD_FILE,
-            f"the file is {len(content)} bytes, the limit is {LIMITS.file_bytes}: split it",
-        )
-    return content
-
-
 async def load_excel(store: NumberStore, command_id: str, command: LoadExcelCommand) -> LoadResult:
-    content = decode_file(command)
+    content = command.up_file
     name = command.file_name or "the file"
     try:
         # Parsing a workbook is CPU work: keep the event loop free for the other partitions.

@@ -16,13 +16,17 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    # JSON lines carry the traceback as a field; the console renderer prints it itself.
+    exceptions: list[structlog.typing.Processor] = (
+        [structlog.processors.dict_tracebacks] if use_json else []
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
+            *exceptions,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),

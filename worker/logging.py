@@ -1,4 +1,8 @@
-"""structlog set-up: one JSON object per line in production, coloured key=value in a terminal."""
+"""structlog set-up: one JSON object per line in production, coloured key=value in a terminal.
+
+The libraries' own log records (aiokafka, asyncpg) go through the same renderer, so a
+production log is JSON lines only.
+"""
 
 from __future__ import annotations
 
@@ -16,22 +20,29 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     numeric_level = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-    # JSON lines carry the traceback as a field; the console renderer prints it itself.
-    exceptions: list[structlog.typing.Processor] = (
-        [structlog.processors.dict_tracebacks] if use_json else []
-    )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    # JSON lines carry a traceback as a field; the console renderer prints it itself.
+    if use_json:
+        shared.append(structlog.processors.dict_tracebacks)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            *exceptions,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # aiokafka and asyncpg log through the standard library: keep their warnings visible.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    # aiokafka and asyncpg: their warnings and errors, not their chatter.
+    root.setLevel(max(numeric_level, logging.WARNING))

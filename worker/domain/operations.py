@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from schemas.commands import (
+    CommandName,
     DocType,
     ListCommand,
     LoadExcelCommand,
@@ -27,6 +28,18 @@ from worker.domain.ports import NumberStore
 from worker.domain.spreadsheet import UnreadableFile, read_number_rows
 
 
+async def _load(
+    store: NumberStore, command_id: str, name: CommandName, numbers: list[NumberToLoad]
+) -> LoadResult:
+    outcome = await load_numbers(store, command_id, numbers)
+    return LoadResult(
+        command_id=command_id,
+        command=name.value,
+        loaded=outcome.loaded,
+        already_loaded=outcome.already_loaded,
+    )
+
+
 async def load_json(store: NumberStore, command_id: str, command: LoadJsonCommand) -> LoadResult:
     numbers = [
         NumberToLoad(
@@ -38,13 +51,7 @@ async def load_json(store: NumberStore, command_id: str, command: LoadJsonComman
         for i, item in enumerate(command.items)
         for j, entry in enumerate(item.unique_numbers)
     ]
-    outcome = await load_numbers(store, command_id, numbers)
-    return LoadResult(
-        command_id=command_id,
-        command="load-json",
-        loaded=outcome.loaded,
-        already_loaded=outcome.already_loaded,
-    )
+    return await _load(store, command_id, CommandName.LOAD_JSON, numbers)
 
 
 async def load_excel(store: NumberStore, command_id: str, command: LoadExcelCommand) -> LoadResult:
@@ -72,13 +79,7 @@ async def load_excel(store: NumberStore, command_id: str, command: LoadExcelComm
         )
         for r in readout.rows
     ]
-    outcome = await load_numbers(store, command_id, numbers)
-    return LoadResult(
-        command_id=command_id,
-        command="load-excel",
-        loaded=outcome.loaded,
-        already_loaded=outcome.already_loaded,
-    )
+    return await _load(store, command_id, CommandName.LOAD_EXCEL, numbers)
 
 
 async def list_numbers(store: NumberStore, command_id: str, command: ListCommand) -> ListResult:

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import openpyxl
 import xlrd
-import xlwt
+import xlwt  # type: ignore[import-untyped]
 
 Value = object
 Rows = Sequence[Sequence[Value]]

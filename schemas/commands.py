@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -15,10 +16,19 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    field_serializer,
     model_validator,
 )
 
-from schemas.fields import LIMITS, CommandId, DocumentId, NumberType, UniqueNumber, VariantId
+from schemas.fields import (
+    LIMITS,
+    CommandId,
+    DocumentId,
+    FileName,
+    NumberType,
+    UniqueNumber,
+    VariantId,
+)
 
 
 class CommandName(StrEnum):
@@ -72,32 +82,63 @@ class LoadJsonCommand(Command):
         return self
 
 
+_BASE64_ALPHABET = re.compile(r"[^A-Za-z0-9+/=]")
+
+
+def base64_problem(value: str) -> str:
+    """Why `value`, which b64decode refused, is not base64: the first character outside the
+    alphabet, misplaced or excess padding, or a length that is not a multiple of 4."""
+    bad = _BASE64_ALPHABET.search(value)
+    if bad is not None:
+        char = bad.group()
+        if char in "\r\n":
+            what = "a line break"
+        elif char in "-_":
+            what = f"{char!r} (URL-safe base64 is not accepted: use + and /)"
+        else:
+            what = repr(char)
+        return (
+            f"upFile is not base64: {what} at position {bad.start() + 1} is not in the "
+            "base64 alphabet (A-Z, a-z, 0-9, +, / and = padding, no line breaks)"
+        )
+    first_pad = value.find("=")
+    if first_pad != -1 and value.rstrip("=") != value[:first_pad]:
+        return f"upFile is not base64: '=' padding at position {first_pad + 1} is not at the end"
+    if len(value) % 4:
+        return (
+            f"upFile is not base64: it is {len(value)} characters long, padding included, but "
+            "base64 comes in groups of 4 characters (was it cut short?)"
+        )
+    return f"upFile is not base64: {len(value) - len(value.rstrip('='))} '=' is too much padding"
+
+
 def _decode_file(value: object) -> bytes:
     if not isinstance(value, str):
         raise ValueError("upFile must be the file's bytes as a base64 string")
     if len(value) > (LIMITS.file_bytes * 4) // 3 + 4:
         raise ValueError(
-            f"the file is larger than the limit of {LIMITS.file_bytes} bytes: split it"
+            f"the file is about {len(value) * 3 // 4} bytes, the limit is {LIMITS.file_bytes}: "
+            "split it"
         )
     try:
         content = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"upFile is not valid base64 ({exc})") from exc
+        raise ValueError(base64_problem(value)) from exc
     if not content:
         raise ValueError("upFile is empty: send the file's bytes, base64-encoded")
     return content
 
 
 class LoadExcelCommand(Command):
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, frozen=True, ser_json_bytes="base64"
-    )
-
-    file_name: Annotated[str, Field(strict=True, min_length=1, max_length=255)] | None = Field(
-        default=None, alias="fileName"
-    )
+    file_name: FileName | None = Field(default=None, alias="fileName")
     # Sent as base64 text, held decoded.
     up_file: Annotated[bytes, BeforeValidator(_decode_file)] = Field(alias="upFile")
+
+    @field_serializer("up_file", when_used="json")
+    def _file_as_base64(self, content: bytes) -> str:
+        # The standard alphabet, as the command is sent (pydantic's own "base64" is URL-safe,
+        # which _decode_file refuses).
+        return base64.b64encode(content).decode("ascii")
 
 
 class ListCommand(Command):

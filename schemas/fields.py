@@ -30,6 +30,7 @@ class Limits:
     variant_id_max_length: int = 100
     document_id_max_length: int = 100
     command_id_max_length: int = 200
+    file_name_max_length: int = 255
     numbers_per_load: int = 50_000
     rows_per_file: int = 1_000_000
     file_bytes: int = 10 * 1024 * 1024
@@ -57,15 +58,23 @@ def unique_number_problem(value: str) -> str | None:
     """Why `value` cannot be stored as a unique number, or None when it can."""
     if not value:
         return "is empty"
+    if not value.strip(WHITESPACE):
+        return "is only whitespace"
     if len(value) > LIMITS.unique_number_max_length:
         return f"is {len(value)} characters long, the limit is {LIMITS.unique_number_max_length}"
     if value != value.strip(WHITESPACE):
         return "starts or ends with whitespace (numbers are stored byte for byte, never trimmed)"
     bad = _FORBIDDEN_CONTROL.search(value)
     if bad is not None:
+        code = ord(bad.group())
+        if 0xD800 <= code <= 0xDFFF:
+            return (
+                f"holds a lone UTF-16 surrogate U+{code:04X} at position {bad.start() + 1}, "
+                "which is not a character"
+            )
         return (
-            f"holds control character U+{ord(bad.group()):04X} at position {bad.start() + 1} "
-            "(only the GS separator U+001D is allowed; lone surrogates are not text)"
+            f"holds control character U+{code:04X} at position {bad.start() + 1} "
+            "(only the GS separator U+001D is allowed)"
         )
     return None
 
@@ -78,6 +87,19 @@ def identifier_problem(value: str, limit: int) -> str | None:
         return f"is {len(value)} characters long, the limit is {limit}"
     if value != value.strip():
         return "starts or ends with whitespace"
+    bad = re.search(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", value)
+    if bad is not None:
+        return f"holds control character U+{ord(bad.group()):04X}"
+    return None
+
+
+def file_name_problem(value: str) -> str | None:
+    """Why `value` cannot be the file name of a load-excel command, or None when it can. The name
+    is only a label for messages (nothing is written under it), so any printable text will do."""
+    if not value.strip():
+        return "is empty or blank"
+    if len(value) > LIMITS.file_name_max_length:
+        return f"is {len(value)} characters long, the limit is {LIMITS.file_name_max_length}"
     bad = re.search(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", value)
     if bad is not None:
         return f"holds control character U+{ord(bad.group()):04X}"
@@ -112,6 +134,16 @@ DocumentId = Annotated[
     StringConstraints(strict=True),
     _identifier_checker("document id", LIMITS.document_id_max_length),
 ]
+
+
+def _check_file_name(value: str) -> str:
+    problem = file_name_problem(value)
+    if problem is not None:
+        raise ValueError(f"file name {problem}")
+    return value
+
+
+FileName = Annotated[str, StringConstraints(strict=True), AfterValidator(_check_file_name)]
 CommandId = Annotated[
     str,
     StringConstraints(strict=True),

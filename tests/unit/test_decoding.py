@@ -47,7 +47,7 @@ def test_the_id_comes_from_the_body_before_the_header() -> None:
         (b"", "DECODE_ERROR", "empty"),
         (b"\xff\xfe{}", "DECODE_ERROR", "not UTF-8 text (byte 0xff at offset 0)"),
         (b"{not json", "DECODE_ERROR", "not JSON"),
-        (b"[1, 2]", "DECODE_ERROR", "it is a JSON list"),
+        (b"[1, 2]", "DECODE_ERROR", "it is a JSON array"),
         (b'{"variantId": NaN}', "DECODE_ERROR", "NaN is not a JSON number"),
         (b"x" * 1001, "MESSAGE_TOO_LARGE", "1001 bytes, the limit is 1000"),
         (b'{"variantId": "1", "variantId": "2", "type": "UIT"}', "VALIDATION_ERROR", "twice"),
@@ -70,8 +70,11 @@ def test_an_invalid_command_names_each_field_and_keeps_its_command_id() -> None:
     assert outcome.error.code == "VALIDATION_ERROR"
     fields = {d.field: d.reason for d in outcome.error.details}
     assert fields["variant_id"] == "variant id is empty or blank"
-    assert "'UIT' or 'IMEI'" in fields["type_unique_number"]
-    assert fields["color"] == "Extra inputs are not permitted"
+    assert fields["type_unique_number"] == "must be one of UIT, IMEI, got 'EAN'"
+    assert fields["color"] == (
+        "is not a field of a reserve command (misspelt?); "
+        "the fields are: commandId, variant_id, type_unique_number, id, doc_type"
+    )
     assert outcome.error.message.startswith("reserve command rejected: ")
 
 
@@ -93,5 +96,5 @@ def test_json_paths_of_nested_problems() -> None:
     assert detail.field == "items[1].uniqueNumbers[0].uniqueNumber"
     assert detail.reason == (
         "unique number holds control character U+0000 at position 4 "
-        "(only the GS separator U+001D is allowed; lone surrogates are not text)"
+        "(only the GS separator U+001D is allowed)"
     )

@@ -9,7 +9,8 @@ whatever cannot be read exactly (a number cell that may have lost digits, a date
 becomes a problem of its row rather than a guess. A problem of the whole file (not a workbook,
 damaged, encrypted, too big) raises `UnreadableFile`.
 
-The reader keeps no state between calls and may run in several threads at once.
+The reader keeps no state between calls and may be called from several threads at once (it
+reads one file at a time: see `_READING`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import contextlib
 import datetime as dt
 import io
 import re
+import threading
+import warnings
 import zipfile
 from array import array
 from collections.abc import Generator, Iterator
@@ -136,8 +139,23 @@ class _Bad:
     reason: str
 
 
+# openpyxl warns (warnings.warn) about what it repairs or leaves out of a file: a date cell whose
+# serial is out of range (read as #VALUE!), a workbook without styles, defined names it cannot
+# place. Those warnings say nothing the rows do not, and how they are handled must not depend on
+# the process's warning filters (an "error" filter would turn a readable file into a damaged
+# one). They are ignored while a file is read. The filters are process-wide, so files are read
+# one at a time; reading is pure-Python CPU work under the GIL, so that costs no throughput.
+_READING: Final = threading.Lock()
+
+
 def read_number_rows(content: bytes, limits: Limits = LIMITS) -> SheetReadout:
     """The rows of the first sheet of the .xls or .xlsx file `content`, and their problems."""
+    with _READING, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read_number_rows(content, limits)
+
+
+def _read_number_rows(content: bytes, limits: Limits) -> SheetReadout:
     if not content:
         raise UnreadableFile("the file is empty (0 bytes)")
     if len(content) > limits.file_bytes:

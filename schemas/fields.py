@@ -81,11 +81,11 @@ def unique_number_problem(value: str) -> str | None:
 
 def identifier_problem(value: str, limit: int) -> str | None:
     """Why `value` cannot be a variant or document id, or None when it can."""
-    if not value.strip():
+    if not value.strip(WHITESPACE):
         return "is empty or blank"
     if len(value) > limit:
         return f"is {len(value)} characters long, the limit is {limit}"
-    if value != value.strip():
+    if value != value.strip(WHITESPACE):
         return "starts or ends with whitespace"
     bad = re.search(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", value)
     if bad is not None:
@@ -96,7 +96,7 @@ def identifier_problem(value: str, limit: int) -> str | None:
 def file_name_problem(value: str) -> str | None:
     """Why `value` cannot be the file name of a load-excel command, or None when it can. The name
     is only a label for messages (nothing is written under it), so any printable text will do."""
-    if not value.strip():
+    if not value.strip(WHITESPACE):
         return "is empty or blank"
     if len(value) > LIMITS.file_name_max_length:
         return f"is {len(value)} characters long, the limit is {LIMITS.file_name_max_length}"

@@ -183,8 +183,8 @@ def test_the_variant_id_and_the_type_are_stripped(write: Writer) -> None:
 def test_a_gs_is_never_stripped_from_a_variant_id(write: Writer) -> None:
     problem = only_problem(read(write([["AA-1025" + GS, "N1", "UIT"]])))
     assert problem.column == "A"
-    # schemas.fields counts the GS among the whitespace around a value (str.strip does)
-    assert problem.reason == "the variant id 'AA-1025\\x1d' starts or ends with whitespace"
+    # a GS is a control character, never whitespace (schemas.fields), and no id holds one
+    assert problem.reason == "the variant id 'AA-1025\\x1d' holds control character U+001D"
 
 
 @pytest.mark.parametrize("write", WRITERS)

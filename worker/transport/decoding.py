@@ -93,7 +93,7 @@ def _header_command_id(record: SourceRecord) -> tuple[str | None, str | None]:
         return None, (f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})")
     problem = identifier_problem(text, LIMITS.command_id_max_length)
     if problem is not None:
-        return None, f"(command id) {problem}"
+        return None, problem
     return text, None
 
 
@@ -240,6 +240,15 @@ def _reason(problem: ErrorDetails, model: type[BaseModel], name: CommandName, bo
         return (
             f"must hold at least {count_phrase(ctx['min_length'], 'item')}, got {_json_kind(given)}"
         )
+    if kind == "string_too_short":
+        return f"must not be empty, got {_json_kind(given)}"
+    if kind == "string_too_long":
+        return (
+            f"must be at most {count_phrase(ctx['max_length'], 'character')}, "
+            f"got {_json_kind(given)}"
+        )
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx['pattern']}, got {_json_kind(given)}"
     if kind == "too_long":
         return (
             f"must hold at most {count_phrase(ctx['max_length'], 'item')}, "

@@ -26,9 +26,15 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
-    # JSON lines carry a traceback as a field; the console renderer prints it itself.
+    # JSON lines carry a traceback as a field; the console renderer prints it itself. Without
+    # the frames' local variables (structlog shows them by default): a local may hold a DSN
+    # with its password, or a command's content.
     if use_json:
-        shared.append(structlog.processors.dict_tracebacks)
+        shared.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),

@@ -12,6 +12,9 @@
 #   KAFKA_PORT             client listener on 127.0.0.1 (default 39092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (default 39093)
 #   RUN_DIR                state directory (default <repo>/.run)
+#   KAFKA_LIBS_DIR         where the broker jars are (default $RUN_DIR/kafka/libs); point a
+#                          second broker (another RUN_DIR and ports) at the first one's jars
+#                          to skip the download
 #   KAFKA_HEAP_OPTS        JVM heap options (default -Xms256m -Xmx768m)
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness (default 120)
 #
@@ -33,7 +36,7 @@ KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 HOST=127.0.0.1
 
 KAFKA_DIR="$RUN_DIR/kafka"
-LIBS="$KAFKA_DIR/libs"
+LIBS="${KAFKA_LIBS_DIR:-$KAFKA_DIR/libs}"
 DATA="$KAFKA_DIR/data"
 LOGS="$KAFKA_DIR/logs"
 CONFIG="$KAFKA_DIR/server.properties"
@@ -100,7 +103,8 @@ cmd_fetch() {
     log "fetching org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its runtime dependencies (Maven Central, cached in ~/.m2)"
     mkdir -p "$KAFKA_DIR"
     local tmp
-    tmp="$(mktemp -d "$KAFKA_DIR/libs.tmp.XXXXXX")"
+    mkdir -p "$(dirname "$LIBS")"
+    tmp="$(mktemp -d "$LIBS.tmp.XXXXXX")"
     # -B: no colours/progress; dependency:copy-dependencies copies the runtime closure.
     if ! mvn -B -q -f "$POM" -Dkafka.version="$KAFKA_VERSION" \
         dependency:copy-dependencies -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then

@@ -13,7 +13,7 @@ from worker.config import Settings
 from worker.domain.ports import StorageUnavailable
 from worker.domain.service import CommandService
 from worker.storage.database import TRANSIENT_ERRORS, PgDatabase, redact_dsn
-from worker.transport.kafka_clients import command_consumer, result_producer
+from worker.transport.kafka_clients import command_consumer
 from worker.transport.processor import CommandProcessor, TransactionFailed
 from worker.transport.topics import ensure_topics
 
@@ -67,10 +67,8 @@ async def process_commands(
     topics = list(settings.command_topics())
     while not stop.is_set():
         consumer = command_consumer(settings)
-        producer = result_producer(settings)
-        processor = CommandProcessor(settings, consumer, producer, service)
+        processor = CommandProcessor(settings, consumer, service)
         try:
-            await producer.start()
             consumer.subscribe(topics=topics, listener=processor.rebalance_listener)
             await consumer.start()
             log.info("worker_started", topics=topics, group=settings.kafka_group_id)
@@ -85,7 +83,7 @@ async def process_commands(
             with contextlib.suppress(Exception):
                 await consumer.stop()
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await processor.close()
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

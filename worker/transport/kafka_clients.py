@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
@@ -46,11 +46,18 @@ def command_consumer(settings: Settings) -> AIOKafkaConsumer:
     )
 
 
-def result_producer(settings: Settings) -> AIOKafkaProducer:
+def transactional_id(settings: Settings, partition: TopicPartition) -> str:
+    """The transactional id of the producer that answers one command partition: the same
+    for every worker of the group, so that whichever owns the partition fences the others.
+    (Grant the workers' principal TransactionalId access to the prefix `<group id>:`.)"""
+    return f"{settings.kafka_group_id}:{partition.topic}:{partition.partition}"
+
+
+def result_producer(settings: Settings, transactional_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         **security_options(settings),
         client_id=f"unique-numbers-worker-{settings.worker_instance_id}",
-        transactional_id=f"unique-numbers-worker-{settings.worker_instance_id}",
+        transactional_id=transactional_id,
         transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
         acks="all",
         enable_idempotence=True,

@@ -2,16 +2,36 @@
 Kafka transaction as the results.
 
 A batch from `getmany` is applied partition by partition (in order within a partition, the
-partitions side by side), each command in its own PostgreSQL transaction. Only then does one
-Kafka transaction publish every result and dead-letter copy of the batch together with the
-consumed offsets. A crash anywhere before that commit redelivers the batch; the command log in
-PostgreSQL makes the second application a replay of the stored result.
+partitions side by side), a partition's commands in one PostgreSQL transaction (each command
+all or nothing within it, see `CommandService.apply_batch`). Then one Kafka transaction per
+partition publishes the partition's results and dead-letter copies together
+with its consumed offset. A crash anywhere before that commit redelivers the records; the
+command log in PostgreSQL makes the second application a replay of the stored result.
+
+Each command partition has a transactional producer of its own, with a transactional id made
+of the group and the partition (`transactional_id`), so that the worker that owns a partition
+fences every earlier owner of it. aiokafka cannot tie an offset commit to the consumer group's
+generation (its TxnOffsetCommit has no generation, and its OffsetFetch cannot ask for stable
+offsets: KIP-447 is not implemented), so ownership is proved the older way, as Kafka Streams'
+first exactly-once mode did. Taking a partition (`_take_assigned`, before any of its records
+is applied):
+
+1. start its producer: InitProducerId on the partition's transactional id waits for the
+   previous owner's commit, if one is under way, to complete, aborts its open transaction if
+   any, and fences it, so that nothing it still holds can be committed afterwards (a worker
+   paused past its session timeout, or a rebalance that gave the partition away while a batch
+   was in hand);
+2. only then read the partition's committed offset, which is now stable, and seek to it;
+3. answer only records at or after that offset (`next_offset`, advanced at each commit), so
+   that records fetched before the seek are never answered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -23,27 +43,50 @@ from worker.config import Settings
 from worker.domain.ports import StorageUnavailable
 from worker.domain.service import CommandService, IncomingCommand, failure
 from worker.transport.decoding import COMMAND_ID_HEADER, Rejected, decode_command
+from worker.transport.kafka_clients import result_producer, transactional_id
 from worker.transport.records import OutgoingRecord, SourceRecord
 
 log = structlog.get_logger(__name__)
+
+ProducerFactory = Callable[[Settings, str], AIOKafkaProducer]
+
+# How long starting a partition's producer may take (finding the transaction coordinator,
+# waiting for the previous owner's transaction to end) before the worker starts afresh.
+PRODUCER_START_TIMEOUT = 60.0
 
 
 class TransactionFailed(Exception):
     """The Kafka transaction could not be committed; the batch will be delivered again."""
 
 
-class _HoldBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A rebalance waits for the batch in hand, so its offsets commit under the old owner."""
+@dataclass
+class _Owned:
+    """A command partition this worker has taken: its producer, and the first offset whose
+    record has not been answered (the committed offset)."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self._lock = lock
+    producer: AIOKafkaProducer
+    next_offset: int
+
+
+class _TakeAndRelease(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Revocation waits for the batch in hand (so that its offsets commit while this worker
+    still owns the partitions) and lets the partitions' producers go; assigned partitions
+    are taken by the processing loop before their records are applied."""
+
+    def __init__(self, processor: CommandProcessor) -> None:
+        self._processor = processor
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        async with self._lock:
-            log.info("partitions_revoked", partitions=sorted(str(tp) for tp in revoked))
+        await self._processor.release(set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        log.info("partitions_assigned", partitions=sorted(str(tp) for tp in assigned))
+        # No waiting here: aiokafka sends no heartbeat until this returns.
+        self._processor.assigned(set(assigned))
+
+
+def _retrieve_exception(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def source_record(record: object) -> SourceRecord:
@@ -62,51 +105,108 @@ class CommandProcessor:
         self,
         settings: Settings,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
         service: CommandService,
+        producer_factory: ProducerFactory = result_producer,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
-        self._producer = producer
         self._service = service
+        self._producer_factory = producer_factory
         self._command_topics = settings.command_topics()
         self._lock = asyncio.Lock()
-        self.rebalance_listener = _HoldBatchOnRevoke(self._lock)
+        self._owned: dict[TopicPartition, _Owned] = {}
+        self._to_take: set[TopicPartition] = set()
+        self.rebalance_listener = _TakeAndRelease(self)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until `stop` is set; the batch in hand is finished first."""
         while not stop.is_set():
+            if self._to_take:
+                async with self._lock:
+                    await self._take_assigned()
             batch = await self._consumer.getmany(
                 timeout_ms=200, max_records=self._settings.kafka_max_batch_records
             )
             if not batch:
                 continue
             async with self._lock:
+                await self._take_assigned()
                 await self.process_batch(batch, stop)
 
     async def process_batch(
         self, batch: dict[TopicPartition, list[object]], stop: asyncio.Event
     ) -> None:
-        outputs = await asyncio.gather(
-            *(
-                self._apply_partition([source_record(r) for r in records], stop)
-                for records in batch.values()
-            )
+        work: dict[TopicPartition, list[object]] = {}
+        for tp, records in batch.items():
+            owned = self._owned.get(tp)
+            if owned is None:  # revoked since it was fetched: its new owner answers it
+                continue
+            fresh = [r for r in records if r.offset >= owned.next_offset]  # type: ignore[attr-defined]
+            if len(fresh) < len(records):
+                log.info(
+                    "records_already_answered", partition=str(tp), skipped=len(records) - len(fresh)
+                )
+            if fresh:
+                work[tp] = fresh
+        outcomes = await asyncio.gather(
+            *(self._process_partition(tp, records, stop) for tp, records in work.items()),
+            return_exceptions=True,
         )
-        offsets = {
-            tp: OffsetAndMetadata(records[-1].offset + 1, "")  # type: ignore[attr-defined]
-            for tp, records in batch.items()
-        }
-        await self._publish([record for output in outputs for record in output], offsets)
-        log.debug("batch_committed", records=sum(len(r) for r in batch.values()))
+        for outcome in outcomes:  # every partition has finished or failed: raise the first
+            if isinstance(outcome, BaseException):
+                raise outcome
+        log.debug("batch_committed", records=sum(len(r) for r in work.values()))
+
+    async def _process_partition(
+        self, tp: TopicPartition, records: list[object], stop: asyncio.Event
+    ) -> None:
+        outgoing = await self._apply_partition([source_record(r) for r in records], stop)
+        next_offset = records[-1].offset + 1  # type: ignore[attr-defined]
+        owned = self._owned[tp]
+        await self._publish(owned.producer, outgoing, {tp: OffsetAndMetadata(next_offset, "")})
+        owned.next_offset = next_offset
 
     async def _apply_partition(
         self, records: list[SourceRecord], stop: asyncio.Event
     ) -> list[OutgoingRecord]:
+        """The partition's commands in one database transaction (`apply_batch`); if that
+        fails other than by an outage, one by one, so that a defect answers its command only."""
+        decoded = [
+            decode_command(r, self._command_topics[r.topic], self._settings.message_max_bytes)
+            for r in records
+        ]
+        commands = [d for d in decoded if isinstance(d, IncomingCommand)]
+        bodies: list[bytes | None] = [None] * len(commands)
+        try:
+            bodies = [*await self._apply_batch_until_stored(commands, stop)]
+        except StorageUnavailable:
+            raise
+        except Exception:
+            log.exception("batch_failed_applying_one_by_one", commands=len(commands))
+        answered = dict(zip(map(id, commands), bodies, strict=True))
         out: list[OutgoingRecord] = []
-        for record in records:
-            out.extend(await self._answer(record, stop))
+        for record, command in zip(records, decoded, strict=True):
+            body = answered.get(id(command))
+            if body is None:  # rejected, or the batch failed: the one-command path
+                out.extend(await self._answer(record, stop))
+            else:
+                out.append(self._result(record, command.command_id, body))
         return out
+
+    async def _apply_batch_until_stored(
+        self, commands: list[IncomingCommand], stop: asyncio.Event
+    ) -> list[bytes]:
+        """`apply_batch`, waiting out a database outage (never answering because of one)."""
+        delay = 0.1
+        while True:
+            try:
+                return await self._service.apply_batch(commands)
+            except StorageUnavailable as exc:
+                if stop.is_set():
+                    raise
+                log.warning("database_unavailable", commands=len(commands), error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.database_retry_max_seconds)
 
     async def _answer(self, record: SourceRecord, stop: asyncio.Event) -> list[OutgoingRecord]:
         name = self._command_topics[record.topic]
@@ -189,17 +289,85 @@ class CommandProcessor:
         )
 
     async def _publish(
-        self, records: list[OutgoingRecord], offsets: dict[TopicPartition, OffsetAndMetadata]
+        self,
+        producer: AIOKafkaProducer,
+        records: list[OutgoingRecord],
+        offsets: dict[TopicPartition, OffsetAndMetadata],
     ) -> None:
+        sends: list[asyncio.Future[object]] = []
         try:
-            async with self._producer.transaction():
-                sends = [
-                    await self._producer.send(r.topic, r.value, key=r.key, headers=r.headers)
-                    for r in records
-                ]
-                await self._producer.send_offsets_to_transaction(
-                    offsets, self._settings.kafka_group_id
-                )
+            async with producer.transaction():
+                for r in records:
+                    sends.append(
+                        await producer.send(r.topic, r.value, key=r.key, headers=r.headers)
+                    )
+                await producer.send_offsets_to_transaction(offsets, self._settings.kafka_group_id)
             await asyncio.gather(*sends)
         except KafkaError as exc:
+            for send in sends:  # they fail with the transaction: nothing more to say of them
+                send.add_done_callback(_retrieve_exception)
             raise TransactionFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    # ------------------------------------------------------------------ partition ownership
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        log.info("partitions_assigned", partitions=sorted(str(tp) for tp in partitions))
+        self._to_take |= partitions
+
+    async def _take_assigned(self) -> None:
+        """Take the partitions assigned since the last call (see the module's docstring)."""
+        if not self._to_take:
+            return
+        partitions, self._to_take = sorted(self._to_take), set()
+        results = await asyncio.gather(
+            *(self._take(tp) for tp in partitions), return_exceptions=True
+        )
+        failed = [
+            (tp, r)
+            for tp, r in zip(partitions, results, strict=True)
+            if isinstance(r, BaseException)
+        ]
+        if failed:
+            tp, exc = failed[0]
+            raise TransactionFailed(
+                f"could not take {len(failed)} partitions, first {tp}: {type(exc).__name__}: {exc}"
+            ) from exc
+        log.info("partitions_taken", partitions=len(partitions))
+
+    async def _take(self, tp: TopicPartition) -> None:
+        producer = self._producer_factory(self._settings, transactional_id(self._settings, tp))
+        try:
+            # Fences the previous owner, and completes or aborts its last transaction.
+            await asyncio.wait_for(producer.start(), PRODUCER_START_TIMEOUT)
+            committed = await self._consumer.committed(tp)  # stable now
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        if committed is None:
+            next_offset = 0  # nothing ever committed: nothing was ever answered
+        else:
+            next_offset = committed
+            self._consumer.seek(tp, committed)
+        self._owned[tp] = _Owned(producer, next_offset)
+
+    async def release(self, partitions: set[TopicPartition]) -> None:
+        """Let `partitions` go, once the batch in hand is committed (or given up)."""
+        async with self._lock:
+            self._to_take -= partitions
+            released = [self._owned.pop(tp) for tp in partitions if tp in self._owned]
+            await self._stop_producers(released)
+            log.info("partitions_revoked", partitions=sorted(str(tp) for tp in partitions))
+
+    async def close(self) -> None:
+        """Stop every producer (the worker is stopping or starting afresh)."""
+        released, self._owned = list(self._owned.values()), {}
+        self._to_take = set()
+        await self._stop_producers(released)
+
+    @staticmethod
+    async def _stop_producers(owned: list[_Owned]) -> None:
+        results = await asyncio.gather(*(o.producer.stop() for o in owned), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("producer_stop_failed", error=repr(result))

@@ -30,7 +30,27 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
+    # Resetting a connection the server cut failed (the pool has closed it): see _session_cut.
+    asyncpg.InternalClientError,
 )
+
+
+def _session_cut(conn: asyncpg.pool.PoolConnectionProxy, exc: Exception) -> bool:
+    """Whether `exc` comes of a session the server cut mid-transaction; if so, the connection
+    is closed, so that the retry gets a fresh one.
+
+    asyncpg reports such a cut as an InterfaceError of a closed connection, or it leaves its
+    protocol state broken (InternalClientError "cannot switch to state ...",
+    MagicStack/asyncpg#1069) on a connection the pool would hand out again and again. An
+    InterfaceError on a connection that is still open is misuse: a defect, not an outage.
+    """
+    try:
+        if isinstance(exc, asyncpg.InterfaceError) and not conn.is_closed():
+            return False
+        conn.terminate()
+    except asyncpg.InterfaceError:
+        pass  # closed already, and given back to the pool
+    return True
 
 
 def dsn_with_sslmode(dsn: str, sslmode: str) -> str:
@@ -69,8 +89,14 @@ class PgDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgNumberStore]:
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                yield PgNumberStore(conn)
+            async with self._pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        yield PgNumberStore(conn)
+                except (asyncpg.InterfaceError, asyncpg.InternalClientError) as exc:
+                    if not _session_cut(conn, exc):
+                        raise
+                    raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
         except TRANSIENT_ERRORS as exc:
             raise StorageUnavailable(f"{type(exc).__name__}: {exc}") from exc
 

@@ -82,6 +82,8 @@ class ListResult(_Result):
     page: int
     size: int
     has_more: bool = Field(alias="hasMore")
+    # With hasMore: the `after` that asks for the next page (absent on the last page).
+    next_cursor: str | None = Field(default=None, alias="nextCursor")
 
 
 class ReserveResult(_Result):

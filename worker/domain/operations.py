@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from schemas.commands import (
     CommandName,
@@ -23,13 +24,13 @@ from schemas.results import (
     ReserveResult,
 )
 from worker.domain.errors import CommandRefused, count_phrase
-from worker.domain.loading import NumberToLoad, load_numbers
-from worker.domain.ports import NumberStore
+from worker.domain.loading import NumbersToLoad, from_json_items, from_rows, load_numbers
+from worker.domain.ports import NumberStore, ReserveRequest
 from worker.domain.spreadsheet import UnreadableFile, read_number_rows
 
 
 async def _load(
-    store: NumberStore, command_id: str, name: CommandName, numbers: list[NumberToLoad]
+    store: NumberStore, command_id: str, name: CommandName, numbers: NumbersToLoad
 ) -> LoadResult:
     outcome = await load_numbers(store, command_id, numbers)
     return LoadResult(
@@ -41,17 +42,7 @@ async def _load(
 
 
 async def load_json(store: NumberStore, command_id: str, command: LoadJsonCommand) -> LoadResult:
-    numbers = [
-        NumberToLoad(
-            variant_id=item.variant_id,
-            unique_number=entry.unique_number,
-            number_type=entry.type.value,
-            field=f"items[{i}].uniqueNumbers[{j}]",
-        )
-        for i, item in enumerate(command.items)
-        for j, entry in enumerate(item.unique_numbers)
-    ]
-    return await _load(store, command_id, CommandName.LOAD_JSON, numbers)
+    return await _load(store, command_id, CommandName.LOAD_JSON, from_json_items(command.items))
 
 
 async def load_excel(store: NumberStore, command_id: str, command: LoadExcelCommand) -> LoadResult:
@@ -73,19 +64,25 @@ async def load_excel(store: NumberStore, command_id: str, command: LoadExcelComm
         )
     if not readout.rows:
         raise CommandRefused(ErrorCode.BAD_FILE, f"{name} holds no rows of numbers")
-    numbers = [
-        NumberToLoad(
-            variant_id=r.variant_id, unique_number=r.unique_number, number_type=r.type, row=r.row
-        )
-        for r in readout.rows
-    ]
+    rows = readout.rows
+    numbers = from_rows(
+        [r.unique_number for r in rows],
+        [r.variant_id for r in rows],
+        [r.type for r in rows],
+        [r.row for r in rows],
+    )
     return await _load(store, command_id, CommandName.LOAD_EXCEL, numbers)
 
 
 async def list_numbers(store: NumberStore, command_id: str, command: ListCommand) -> ListResult:
     rows = await store.list_numbers(
-        command.variant_id, command.is_used, command.size + 1, command.page * command.size
+        command.variant_id,
+        command.is_used,
+        command.size + 1,
+        command.page * command.size,
+        after=int(command.after) if command.after is not None else None,
     )
+    has_more = len(rows) > command.size
     return ListResult(
         command_id=command_id,
         command="list",
@@ -103,19 +100,23 @@ async def list_numbers(store: NumberStore, command_id: str, command: ListCommand
         ],
         page=command.page,
         size=command.size,
-        has_more=len(rows) > command.size,
+        has_more=has_more,
+        next_cursor=str(rows[command.size - 1].id) if has_more else None,
     )
 
 
-async def reserve(store: NumberStore, command_id: str, command: ReserveCommand) -> ReserveResult:
+def _reserve_request(command_id: str, command: ReserveCommand) -> ReserveRequest:
     document = command.document_id or ""
-    number = await store.reserve_number(
-        command.variant_id,
-        command.type.value,
-        command_id,
+    return ReserveRequest(
+        variant_id=command.variant_id,
+        number_type=command.type.value,
+        command_id=command_id,
         purchase_order=document if command.doc_type is DocType.PURCHASE_ORDER else "",
         physical_set=document if command.doc_type is DocType.PHYSICAL_SET_ORDER else "",
     )
+
+
+def _reserved(command_id: str, command: ReserveCommand, number: str | None) -> ReserveResult:
     if number is None:
         raise CommandRefused(
             ErrorCode.NO_FREE_NUMBER,
@@ -131,6 +132,33 @@ async def reserve(store: NumberStore, command_id: str, command: ReserveCommand) 
         doc_type=command.doc_type.value if command.doc_type else None,
         document_id=command.document_id,
     )
+
+
+async def reserve(store: NumberStore, command_id: str, command: ReserveCommand) -> ReserveResult:
+    request = _reserve_request(command_id, command)
+    number = await store.reserve_number(
+        request.variant_id,
+        request.number_type,
+        command_id,
+        purchase_order=request.purchase_order,
+        physical_set=request.physical_set,
+    )
+    return _reserved(command_id, command, number)
+
+
+async def reserve_many(
+    store: NumberStore, commands: Sequence[tuple[str, ReserveCommand]]
+) -> list[ReserveResult | CommandRefused]:
+    """`reserve` for each command in turn, in one statement; a refusal is returned, not raised
+    (a refused reserve writes nothing, so the others stand)."""
+    numbers = await store.reserve_numbers([_reserve_request(i, c) for i, c in commands])
+    results: list[ReserveResult | CommandRefused] = []
+    for (command_id, command), number in zip(commands, numbers, strict=True):
+        try:
+            results.append(_reserved(command_id, command, number))
+        except CommandRefused as refusal:
+            results.append(refusal)
+    return results
 
 
 async def mark_used(

@@ -34,6 +34,15 @@ class Conflict:
 
 
 @dataclass(frozen=True)
+class ReserveRequest:
+    variant_id: str
+    number_type: str
+    command_id: str
+    purchase_order: str
+    physical_set: str
+
+
+@dataclass(frozen=True)
 class NumberRow:
     unique_number: str
     number_type: str
@@ -42,6 +51,7 @@ class NumberRow:
     disabled: bool
     purchase_order: str
     physical_set: str
+    id: int = 0  # load order; the keyset cursor of a list
 
 
 class NumberStore(Protocol):
@@ -50,6 +60,13 @@ class NumberStore(Protocol):
     def savepoint(self) -> AbstractAsyncContextManager[None]: ...
 
     async def claim_command(self, command_id: str, command: str, payload_hash: bytes) -> bool: ...
+
+    async def claim_commands(
+        self, command_ids: Sequence[str], commands: Sequence[str], payload_hashes: Sequence[bytes]
+    ) -> set[str]:
+        """Claim many command ids at once; returns those claimed now."""
+
+    async def save_results(self, command_ids: Sequence[str], results: Sequence[bytes]) -> None: ...
 
     async def stored_command(self, command_id: str) -> StoredCommand | None: ...
 
@@ -76,13 +93,22 @@ class NumberStore(Protocol):
         physical_set: str,
     ) -> str | None: ...
 
+    async def reserve_numbers(self, requests: Sequence[ReserveRequest]) -> list[str | None]:
+        """`reserve_number` for each request in turn, in one statement; None: no free number."""
+
     async def number_for_update(self, unique_number: str) -> StoredNumber | None: ...
 
     async def mark_used(self, unique_number: str, command_id: str) -> None: ...
 
     async def list_numbers(
-        self, variant_id: str, is_used: bool | None, limit: int, offset: int
-    ) -> list[NumberRow]: ...
+        self,
+        variant_id: str,
+        is_used: bool | None,
+        limit: int,
+        offset: int,
+        after: int | None = None,
+    ) -> list[NumberRow]:
+        """A page in load order: `limit` rows after skipping `offset`, or after id `after`."""
 
 
 class Database(Protocol):

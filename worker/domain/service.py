@@ -1,15 +1,21 @@
-"""Applying one command: one transaction, at most once per command id, result stored with it."""
+"""Applying commands: at most once per command id, each result stored with its effect.
+
+`apply` runs one command in a transaction of its own; `apply_batch` runs the commands of one
+partition's batch in one transaction (one commit instead of one per command), each still all
+or nothing: a refusal undoes its own writes only, and any other failure undoes the whole batch
+(the caller then applies the commands one by one, so a defect answers its own command only).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
-from schemas.commands import Command, CommandName
+from schemas.commands import Command, CommandName, ReserveCommand
 from schemas.results import AnyResult, ErrorCode, ErrorInfo, FailureResult, encode_result
 from worker.domain import operations
 from worker.domain.errors import CommandRefused
@@ -29,6 +35,10 @@ OPERATIONS: dict[CommandName, Operation] = {
 
 # Reads change nothing, so they are answered afresh each time and not kept in the command log.
 _READ_ONLY = frozenset({CommandName.LIST})
+# Operations that may write before they refuse (a load inserts, then finds a conflict): they
+# run in a savepoint so that a refusal undoes their writes. The others refuse before they
+# write anything, so they are spared the savepoint's two round trips.
+_WRITE_BEFORE_REFUSING = frozenset({CommandName.LOAD_JSON, CommandName.LOAD_EXCEL})
 
 
 @dataclass(frozen=True)
@@ -68,23 +78,100 @@ class CommandService:
             await store.save_result(command.command_id, body)
             return body
 
+    async def apply_batch(self, commands: Sequence[IncomingCommand]) -> list[bytes]:
+        """The result bodies of `commands`, in order, applied in one transaction.
+
+        The command ids are claimed in one statement and the results saved in another; a
+        command id claimed before (or earlier in the same batch) is answered as `apply` would.
+        Consecutive reserves are applied together, in one statement (`reserve_many`), with the
+        outcome of reserving one after the other. Storage errors propagate as with `apply`; so
+        does any other exception, after which nothing of the batch is stored.
+        """
+        if not commands:
+            return []
+        async with self._database.transaction() as store:
+            hashes = [c.payload_hash() if c.name not in _READ_ONLY else b"" for c in commands]
+            first: dict[str, tuple[str, bytes]] = {}  # each id as it first comes in the batch
+            for command, payload_hash in zip(commands, hashes, strict=True):
+                if command.name not in _READ_ONLY:
+                    first.setdefault(command.command_id, (command.name.value, payload_hash))
+            claimed: set[str] = set()
+            if first:
+                ids = list(first)
+                claimed = await store.claim_commands(
+                    ids, [first[i][0] for i in ids], [first[i][1] for i in ids]
+                )
+            applied: dict[str, tuple[CommandName, bytes, bytes]] = {}
+            bodies: list[bytes] = [b""] * len(commands)
+            reserves: dict[str, int] = {}  # claimed reserves waiting to be applied together
+
+            async def apply_reserves() -> None:
+                if not reserves:
+                    return
+                waiting = [commands[i] for i in reserves.values()]
+                outcomes = await operations.reserve_many(
+                    store, [(c.command_id, cast(ReserveCommand, c.body)) for c in waiting]
+                )
+                for i, command, outcome in zip(reserves.values(), waiting, outcomes, strict=True):
+                    body = _body(command, outcome)
+                    applied[command.command_id] = (command.name, hashes[i], body)
+                    bodies[i] = body
+                reserves.clear()
+
+            for i, (command, payload_hash) in enumerate(zip(commands, hashes, strict=True)):
+                if (
+                    command.name is CommandName.RESERVE
+                    and command.command_id in claimed
+                    and command.command_id not in applied
+                    and command.command_id not in reserves
+                ):
+                    reserves[command.command_id] = i
+                    continue
+                await apply_reserves()  # whatever follows a reserve sees its effect
+                operation = OPERATIONS[command.name]
+                earlier = applied.get(command.command_id)
+                if command.name in _READ_ONLY:
+                    bodies[i] = await self._run(operation, store, command)
+                elif earlier is not None:
+                    bodies[i] = self._answer_again(command, payload_hash, *earlier)
+                elif command.command_id in claimed:
+                    bodies[i] = await self._run(operation, store, command)
+                    applied[command.command_id] = (command.name, payload_hash, bodies[i])
+                else:
+                    bodies[i] = await self._replay(store, command, payload_hash)
+            await apply_reserves()
+            if applied:
+                ids = list(applied)
+                await store.save_results(ids, [applied[i][2] for i in ids])
+            return bodies
+
+    def _answer_again(
+        self,
+        command: IncomingCommand,
+        payload_hash: bytes,
+        name: CommandName,
+        stored_hash: bytes,
+        body: bytes,
+    ) -> bytes:
+        """A command whose id was applied earlier in the same batch."""
+        if name != command.name or stored_hash != payload_hash:
+            return _id_reused(command, name.value)
+        log.info("command_replayed", command_id=command.command_id, command=command.name.value)
+        return body
+
     async def _run(
         self, operation: Operation, store: NumberStore, command: IncomingCommand
     ) -> bytes:
         try:
-            # A savepoint, so that a refusal undoes the operation's writes but keeps the claim.
-            async with store.savepoint():
+            if command.name in _WRITE_BEFORE_REFUSING:
+                # A savepoint, so that a refusal undoes the operation's writes but keeps the claim.
+                async with store.savepoint():
+                    result = await operation(store, command.command_id, command.body)
+            else:
                 result = await operation(store, command.command_id, command.body)
         except CommandRefused as refusal:
-            log.info(
-                "command_refused",
-                command_id=command.command_id,
-                command=command.name.value,
-                code=refusal.code.value,
-                reason=refusal.message,
-            )
-            result = failure(command.command_id, command.name.value, refusal.info())
-        return encode_result(result)
+            return _body(command, refusal)
+        return _body(command, result)
 
     async def _replay(
         self, store: NumberStore, command: IncomingCommand, payload_hash: bytes
@@ -93,18 +180,36 @@ class CommandService:
         if stored is None or stored.result is None:  # pragma: no cover - claim said it exists
             raise RuntimeError(f"command {command.command_id!r} is claimed but has no result")
         if stored.command != command.name.value or stored.payload_hash != payload_hash:
-            return encode_result(
-                failure(
-                    command.command_id,
-                    command.name.value,
-                    ErrorInfo(
-                        code=ErrorCode.COMMAND_ID_REUSED,
-                        message=(
-                            f"command id {command.command_id!r} was already used for a different "
-                            f"{stored.command} command; give every new command a new id"
-                        ),
-                    ),
-                )
-            )
+            return _id_reused(command, stored.command)
         log.info("command_replayed", command_id=command.command_id, command=command.name.value)
         return stored.result
+
+
+def _id_reused(command: IncomingCommand, stored_command: str) -> bytes:
+    return encode_result(
+        failure(
+            command.command_id,
+            command.name.value,
+            ErrorInfo(
+                code=ErrorCode.COMMAND_ID_REUSED,
+                message=(
+                    f"command id {command.command_id!r} was already used for a different "
+                    f"{stored_command} command; give every new command a new id"
+                ),
+            ),
+        )
+    )
+
+
+def _body(command: IncomingCommand, outcome: AnyResult | CommandRefused) -> bytes:
+    """The result body of an operation's result or refusal (which is logged)."""
+    if isinstance(outcome, CommandRefused):
+        log.info(
+            "command_refused",
+            command_id=command.command_id,
+            command=command.name.value,
+            code=outcome.code.value,
+            reason=outcome.message,
+        )
+        outcome = failure(command.command_id, command.name.value, outcome.info())
+    return encode_result(outcome)

@@ -9,6 +9,22 @@ VALUES ($1, $2, $3)
 ON CONFLICT (command_id) DO NOTHING
 RETURNING command_id;
 
+-- name: claim_commands
+-- Claim the command ids of a batch at once; returns the ids claimed now. Sorted, so that two
+-- workers claiming overlapping batches (after a rebalance) take the locks in the same order.
+INSERT INTO processed_commands (command_id, command, payload_hash)
+SELECT c.command_id, c.command, c.payload_hash
+FROM unnest($1::text[], $2::text[], $3::bytea[]) AS c (command_id, command, payload_hash)
+ORDER BY c.command_id
+ON CONFLICT (command_id) DO NOTHING
+RETURNING command_id;
+
+-- name: save_results
+UPDATE processed_commands p
+SET result = r.result
+FROM unnest($1::text[], $2::bytea[]) AS r (command_id, result)
+WHERE p.command_id = r.command_id;
+
 -- name: stored_result
 SELECT command, payload_hash, result FROM processed_commands WHERE command_id = $1;
 
@@ -56,6 +72,42 @@ FROM picked
 WHERE u.id = picked.id
 RETURNING u.unique_number;
 
+-- name: reserve_numbers
+-- reserve_number for many commands at once ($1..$5: one entry per command, in order): the
+-- k-th command of a variant and type gets the k-th oldest free number that no other
+-- transaction holds, exactly as the commands one after the other would. Returns the position
+-- (1-based) and number of each command served; a command left out found no free number.
+WITH wanted AS MATERIALIZED (
+    SELECT w.ord, w.variant_id, w.number_type, w.command_id, w.purchase_order, w.physical_set,
+           row_number() OVER (PARTITION BY w.variant_id, w.number_type ORDER BY w.ord) AS rank
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+         AS w (variant_id, number_type, command_id, purchase_order, physical_set, ord)
+),
+picked AS MATERIALIZED (
+    SELECT g.variant_id, g.number_type, f.id,
+           row_number() OVER (PARTITION BY g.variant_id, g.number_type ORDER BY f.id) AS rank
+    FROM (SELECT variant_id, number_type, count(*) AS n FROM wanted GROUP BY 1, 2) AS g
+    CROSS JOIN LATERAL (
+        SELECT u.id FROM unique_numbers u
+        WHERE u.variant_id = g.variant_id AND u.number_type = g.number_type
+          AND NOT u.is_reserved AND NOT u.is_used AND NOT u.disabled
+        ORDER BY u.id
+        LIMIT g.n
+        FOR UPDATE SKIP LOCKED
+    ) AS f
+)
+UPDATE unique_numbers u
+SET is_reserved = true,
+    reserved_by_command = w.command_id,
+    reserved_at = now(),
+    purchase_order = w.purchase_order,
+    physical_set = w.physical_set
+FROM picked p
+JOIN wanted w
+  ON w.variant_id = p.variant_id AND w.number_type = p.number_type AND w.rank = p.rank
+WHERE u.id = p.id
+RETURNING w.ord::int AS ord, u.unique_number;
+
 -- name: number_for_update
 SELECT variant_id, number_type, is_used FROM unique_numbers WHERE unique_number = $1 FOR UPDATE;
 
@@ -66,7 +118,8 @@ WHERE unique_number = $1;
 
 -- name: list_numbers
 -- One page of a variant's numbers in load order.
-SELECT unique_number, number_type, is_reserved, is_used, disabled, purchase_order, physical_set
+SELECT id, unique_number, number_type, is_reserved, is_used, disabled, purchase_order,
+       physical_set
 FROM unique_numbers
 WHERE variant_id = $1
 ORDER BY id
@@ -74,8 +127,26 @@ LIMIT $2 OFFSET $3;
 
 -- name: list_numbers_by_used
 -- The same, only used ($2 true) or only unused ($2 false) numbers.
-SELECT unique_number, number_type, is_reserved, is_used, disabled, purchase_order, physical_set
+SELECT id, unique_number, number_type, is_reserved, is_used, disabled, purchase_order,
+       physical_set
 FROM unique_numbers
 WHERE variant_id = $1 AND is_used = $2
 ORDER BY id
 LIMIT $3 OFFSET $4;
+
+-- name: list_numbers_after
+-- The page after the number with id $2 (keyset cursor): as fast at any depth as on page 0.
+SELECT id, unique_number, number_type, is_reserved, is_used, disabled, purchase_order,
+       physical_set
+FROM unique_numbers
+WHERE variant_id = $1 AND id > $2
+ORDER BY id
+LIMIT $3;
+
+-- name: list_numbers_by_used_after
+SELECT id, unique_number, number_type, is_reserved, is_used, disabled, purchase_order,
+       physical_set
+FROM unique_numbers
+WHERE variant_id = $1 AND is_used = $2 AND id > $3
+ORDER BY id
+LIMIT $4;

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
+from schemas.fields import LIMITS
 from schemas.results import ErrorCode, ErrorInfo, encode_result
 from worker.config import Settings
 from worker.domain.ports import StorageUnavailable
@@ -130,7 +131,10 @@ class CommandProcessor:
             if not batch:
                 continue
             async with self._lock:
-                await self._take_assigned()
+                taken = await self._take_assigned()
+                # A partition taken just now was sought to its committed offset: its records
+                # in this batch were fetched before, and are fetched again.
+                batch = {tp: records for tp, records in batch.items() if tp not in taken}
                 await self.process_batch(batch, stop)
 
     async def process_batch(
@@ -140,10 +144,13 @@ class CommandProcessor:
         for tp, records in batch.items():
             owned = self._owned.get(tp)
             if owned is None:  # revoked since it was fetched: its new owner answers it
+                with contextlib.suppress(IllegalStateError):  # (or fetched again, if ours)
+                    self._consumer.seek(tp, records[0].offset)  # type: ignore[attr-defined]
+                log.info("records_of_a_revoked_partition", partition=str(tp), records=len(records))
                 continue
             fresh = [r for r in records if r.offset >= owned.next_offset]  # type: ignore[attr-defined]
-            if len(fresh) < len(records):
-                log.info(
+            if len(fresh) < len(records):  # never expected: the position is past them
+                log.warning(
                     "records_already_answered", partition=str(tp), skipped=len(records) - len(fresh)
                 )
             if fresh:
@@ -265,7 +272,9 @@ class CommandProcessor:
     def _result(self, record: SourceRecord, command_id: str, body: bytes) -> OutgoingRecord:
         return OutgoingRecord(
             topic=self._settings.topic_results,
-            key=record.key,
+            # A key over the limit (refused by decode_command) is not echoed: it could make the
+            # result larger than the results topic takes, and the batch would never commit.
+            key=record.key if len(record.key or b"") <= LIMITS.record_key_bytes else None,
             value=body,
             headers=[(COMMAND_ID_HEADER, command_id.encode("utf-8"))],
         )
@@ -314,10 +323,11 @@ class CommandProcessor:
         log.info("partitions_assigned", partitions=sorted(str(tp) for tp in partitions))
         self._to_take |= partitions
 
-    async def _take_assigned(self) -> None:
-        """Take the partitions assigned since the last call (see the module's docstring)."""
+    async def _take_assigned(self) -> set[TopicPartition]:
+        """Take the partitions assigned since the last call (see the module's docstring);
+        returns them."""
         if not self._to_take:
-            return
+            return set()
         partitions, self._to_take = sorted(self._to_take), set()
         results = await asyncio.gather(
             *(self._take(tp) for tp in partitions), return_exceptions=True
@@ -333,6 +343,7 @@ class CommandProcessor:
                 f"could not take {len(failed)} partitions, first {tp}: {type(exc).__name__}: {exc}"
             ) from exc
         log.info("partitions_taken", partitions=len(partitions))
+        return set(partitions)
 
     async def _take(self, tp: TopicPartition) -> None:
         producer = self._producer_factory(self._settings, transactional_id(self._settings, tp))
@@ -344,11 +355,10 @@ class CommandProcessor:
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise
-        if committed is None:
-            next_offset = 0  # nothing ever committed: nothing was ever answered
-        else:
-            next_offset = committed
-            self._consumer.seek(tp, committed)
+        # Nothing ever committed: nothing was ever answered, start from the beginning (offset
+        # 0, or the log's start if retention deleted it: auto_offset_reset is earliest).
+        next_offset = 0 if committed is None else committed
+        self._consumer.seek(tp, next_offset)  # records fetched before are fetched again
         self._owned[tp] = _Owned(producer, next_offset)
 
     async def release(self, partitions: set[TopicPartition]) -> None:

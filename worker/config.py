@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     kafka_group_id: str = "unique-numbers-worker"
-    # Stable per worker process across restarts, so a restarted worker fences its predecessor.
+    # The client id of the worker's Kafka clients (transactional ids are per command partition).
     worker_instance_id: str = Field(default_factory=_default_instance_id)
     kafka_transaction_timeout_ms: int = 30_000
     kafka_max_batch_records: int = 500

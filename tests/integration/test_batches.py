@@ -169,3 +169,20 @@ async def test_the_cursor_pages_through_every_number_once(service: CommandServic
 def test_a_cursor_that_cannot_be_one_is_refused(body: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"after|cursor"):
         ListCommand.model_validate(body)
+
+
+async def test_pages_by_offset_skip_exactly_the_rows_before_them(service: CommandService) -> None:
+    await service.apply(load("l1", "A", *(f"A-{i:03}" for i in range(25))))
+    await service.apply(load("l2", "B", *(f"B-{i:03}" for i in range(5))))
+    mark = MarkUsedCommand.model_validate({"variantId": "A", "uniqueNumber": "A-001"})
+    await service.apply(IncomingCommand("m1", CommandName.MARK_USED, mark))
+
+    async def page(**body: Any) -> list[str]:
+        result = json.loads(await service.apply(listing(variantId="A", **body)))
+        return [n["uniqueNumber"] for n in result["uniqueNumbers"]]
+
+    assert await page(size=10, page=2) == [f"A-{i:03}" for i in range(20, 25)]
+    assert await page(size=10, page=3) == []
+    assert await page(size=5, page=1, isUsed=False) == [f"A-{i:03}" for i in range(6, 11)]
+    assert await page(size=5, page=0, isUsed=True) == ["A-001"]
+    assert await page(size=5, page=1, isUsed=True) == []

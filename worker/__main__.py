@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import contextlib
 
+import uvloop
+
 from worker.app import connect_database, create_topics, install_stop_signals, run_worker
 from worker.config import Settings
 from worker.logging import configure_logging
@@ -37,7 +39,8 @@ def main() -> None:
     settings = Settings()
     configure_logging(settings.log_format, settings.log_level)
     action = {"run": _run, "migrate": _migrate, "create-topics": _create_topics}[args.action]
-    asyncio.run(action(settings))
+    # uvloop: the event loop's own work (socket reads and writes, callbacks) in C.
+    uvloop.run(action(settings))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,145 @@
+"""Figures, the table they make, and its two copies: Markdown for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of `values`; NaN when there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_summary(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "count": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p95_ms": percentile(ms, 95),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms) if ms else math.nan,
+    }
+
+
+INTRO = """\
+Produced by `make bench` (`.venv/bin/python -m bench`): it starts the real stack (Kafka,
+PostgreSQL, the worker as `python -m worker run`), generates the data, runs the scenarios and
+rewrites this file. Kafka, PostgreSQL, the worker and the benchmark's own client share one
+2-core machine, so every figure stands beside a ceiling measured in the same run: compare
+ratios rather than absolute numbers across runs."""
+
+
+@dataclass
+class Figure:
+    scenario: str
+    figure: str
+    measured: str
+    reference: str
+    target: str
+    met: bool | None  # None: no target, shown for reference
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    command: str
+    started: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plans: dict[str, str] = field(default_factory=dict)
+    runtime_s: float = 0.0
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        print(f"  {figure.scenario} | {figure.figure} | {figure.measured} | {figure.reference}")
+
+    def table(self) -> str:
+        lines = [
+            "| scenario | figure | measured | ceiling / reference (same run) | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for f in self.figures:
+            met = "" if f.met is None else ("yes" if f.met else "**no**")
+            lines.append(
+                f"| {f.scenario} | {f.figure} | {f.measured} | {f.reference} | {f.target} | {met} |"
+            )
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        parts = [
+            "# Benchmarks",
+            "",
+            INTRO,
+            "",
+            f"- command: `{self.command}`",
+            f"- started: {self.started}, total runtime {self.runtime_s / 60:.1f} min",
+            f"- machine: {self.machine.get('cpus')} CPUs, "
+            f"{self.machine.get('memory_gib')} GiB, {self.machine.get('platform')}; "
+            f"PostgreSQL {self.machine.get('postgres')}, Python {self.machine.get('python')}; "
+            f"load average {self.machine.get('load_average_at_start')} at the start, "
+            f"{self.machine.get('load_average_at_end')} at the end (other work on the machine)",
+            "- machine-readable copy: [benchmarks.json](benchmarks.json)",
+            "",
+            self.table(),
+            "",
+        ]
+        if self.notes:
+            parts += ["## Notes", "", *(f"- {n}" for n in self.notes), ""]
+        if self.plans:
+            parts += ["## Query plans (EXPLAIN ANALYZE, largest table)", ""]
+            for name, plan in self.plans.items():
+                parts += [f"### {name}", "", "```", plan.rstrip(), "```", ""]
+        return "\n".join(parts)
+
+    def write(self, markdown_path: Path, json_path: Path) -> None:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(self.markdown(), encoding="utf-8")
+        payload = {
+            "command": self.command,
+            "started": self.started,
+            "runtime_s": round(self.runtime_s, 1),
+            "machine": self.machine,
+            "figures": [asdict(f) for f in self.figures],
+            "notes": self.notes,
+            "plans": self.plans,
+        }
+        json_path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def machine_info(postgres_version: str) -> dict[str, Any]:
+    import os  # noqa: PLC0415
+
+    import psutil  # noqa: PLC0415
+
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30),
+        "platform": platform.platform(terse=True),
+        "python": platform.python_version(),
+        "postgres": postgres_version,
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def rate(value: float, unit: str = "/s") -> str:
+    return f"{value:,.0f}{unit}"
+
+
+def ms(value: float) -> str:
+    return f"{value:.1f} ms" if value < 100 else f"{value:,.0f} ms"

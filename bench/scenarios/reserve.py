@@ -1,0 +1,214 @@
+"""reserve: sustained commands/s (closed loop, 4 partitions) beside the same statements run
+directly on the database; then latency at a fixed offered rate (open loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka.partitioner import murmur2
+
+from bench.data import CodeFactory, variant_ids
+from bench.loops import open_loop
+from bench.report import Figure, Report, latency_summary, ms, rate
+from bench.seed import copy_numbers
+from bench.stack import Stack, bench_client, encode_command, new_id
+from worker.storage.queries import query
+
+P99_TARGET_MS = 25.0
+# Commands per transaction in the database-only run: what the worker's batches hold when
+# every partition is busy (KAFKA_MAX_BATCH_RECORDS 500 over 4 partitions).
+DIRECT_BATCH = 125
+
+
+@dataclass(frozen=True)
+class Options:
+    commands: int
+    open_loop_rate: int
+    open_loop_seconds: float
+    variants: int = 1000
+    numbers_per_variant: int = 150
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition aiokafka's default partitioner picks for `key`."""
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+async def direct_reserves(url: str, by_partition: list[list[tuple[str, str]]], batch: int) -> float:
+    """Seconds for the worker's reserve statements run directly, one connection per partition:
+    with `batch` > 1 as the worker applies a partition's batch (claim the ids, reserve for all,
+    save the results, one commit); with 1, one transaction per command."""
+    conns = [await asyncpg.connect(url) for _ in by_partition]
+    claim, reserve, save = query("claim_command"), query("reserve_number"), query("save_result")
+    claims, reserves, saves = (
+        query("claim_commands"),
+        query("reserve_numbers"),
+        query("save_results"),
+    )
+
+    async def one_by_one(conn: asyncpg.Connection, commands: list[tuple[str, str]]) -> None:
+        for command_id, variant in commands:
+            digest = hashlib.sha256(command_id.encode()).digest()
+            async with conn.transaction():
+                await conn.fetchval(claim, command_id, "reserve", digest)
+                number = await conn.fetchval(reserve, variant, "UIT", command_id, "", "")
+                await conn.execute(save, command_id, _body(command_id, number))
+
+    async def batched(conn: asyncpg.Connection, commands: list[tuple[str, str]]) -> None:
+        for start in range(0, len(commands), batch):
+            chunk = commands[start : start + batch]
+            ids = [c for c, _ in chunk]
+            empty = [""] * len(chunk)
+            async with conn.transaction():
+                await conn.fetch(
+                    claims,
+                    ids,
+                    ["reserve"] * len(chunk),
+                    [hashlib.sha256(c.encode()).digest() for c in ids],
+                )
+                rows = await conn.fetch(
+                    reserves, [v for _, v in chunk], ["UIT"] * len(chunk), ids, empty, empty
+                )
+                got = {r["ord"]: r["unique_number"] for r in rows}
+                await conn.execute(
+                    saves, ids, [_body(c, got.get(n + 1)) for n, c in enumerate(ids)]
+                )
+
+    run = batched if batch > 1 else one_by_one
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(run(c, cmds) for c, cmds in zip(conns, by_partition, strict=True)))
+        return time.perf_counter() - started
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+def _body(command_id: str, number: str | None) -> bytes:
+    return json.dumps({"commandId": command_id, "uniqueNumber": number}).encode()
+
+
+async def run(stack: Stack, report: Report, options: Options) -> None:
+    url = await stack.databases.create(stack.name)
+    variants = variant_ids(options.variants, first=300_000)
+    factory = CodeFactory(seed=31)
+    rows = [
+        (factory.code(factory.gtin(i)), v, "UIT", "bench-seed", False, False)
+        for i, v in enumerate(variants)
+        for _ in range(options.numbers_per_variant)
+    ]
+    random.Random(2).shuffle(rows)
+    await copy_numbers(url, [rows], rebuild_indexes=False)
+    # The same data for the database-only run.
+    direct_url = await stack.databases.create(
+        f"{stack.name}_direct", template=stack.databases.name(stack.name)
+    )
+
+    rng = random.Random(3)
+    commands = []
+    for i in range(options.commands):
+        variant = variants[rng.randrange(len(variants))]
+        commands.append((f"rsv-{i}-{new_id()[:8]}", variant))
+    by_partition: list[list[tuple[str, str]]] = [[] for _ in range(stack.partitions)]
+    for command_id, variant in commands:
+        by_partition[partition_of(variant, stack.partitions)].append((command_id, variant))
+
+    print(f"reserve: {len(commands):,} reserves directly on the database")
+    direct_batch = DIRECT_BATCH
+    direct_rate = len(commands) / await direct_reserves(direct_url, by_partition, direct_batch)
+    await stack.databases.drop(stack.databases.name(f"{stack.name}_direct"))
+    # And one transaction per command (a tenth of the commands: it is slow).
+    single_url = await stack.databases.create(
+        f"{stack.name}_single", template=stack.databases.name(stack.name)
+    )
+    tenth = [p[: len(p) // 10] for p in by_partition]
+    single_rate = sum(map(len, tenth)) / await direct_reserves(single_url, tenth, 1)
+    await stack.databases.drop(stack.databases.name(f"{stack.name}_single"))
+
+    settings = await stack.setup(database_url=url)
+    async with bench_client(settings) as client:
+        print(f"reserve: sending {len(commands):,} reserves, then starting the worker")
+        for command_id, variant in commands:
+            await client.send(
+                "reserve",
+                encode_command({"variant_id": variant, "type_unique_number": "UIT"}, command_id),
+                key=variant,
+                command_id=command_id,
+            )
+        await client.producer.flush()
+        stack.start_worker()
+        ids = [c for c, _ in commands]
+        await client.wait_for(ids, timeout=1800)
+        read = sorted(client.results.read_at[i] for i in ids if i in client.results.read_at)
+        codes = client.results.codes(ids)
+        sustained = (len(read) - 1) / (read[-1] - read[0]) if len(read) > 1 else 0.0
+        numbers = [
+            client.results.bodies[i].get("uniqueNumber") for i in ids if i in client.results.bodies
+        ]
+        distinct = len({n for n in numbers if n})
+        ok = codes == {"ok": len(ids)} and distinct == len(ids)
+        report.add(
+            Figure(
+                scenario=f"reserve, {len(ids):,} commands over {stack.partitions} partitions",
+                figure="commands/s sustained (first result to last)",
+                measured=f"{rate(sustained)} "
+                f"({sustained / direct_rate:.0%} of the database-only run)"
+                + ("" if ok else f"; results {codes}, distinct numbers {distinct}"),
+                reference=(
+                    f"database only, the worker's statements for the same commands over "
+                    f"{stack.partitions} connections, {direct_batch} a transaction: "
+                    f"{rate(direct_rate)} (one transaction per command: {rate(single_rate)})"
+                ),
+                target=">= 5,000/s and >= 50% of the database-only run",
+                met=ok and sustained >= 5000 and sustained >= direct_rate / 2,
+                data={
+                    "commands": len(ids),
+                    "sustained_per_s": sustained,
+                    "direct_per_s": direct_rate,
+                    "direct_batch": direct_batch,
+                    "direct_one_transaction_per_command_per_s": single_rate,
+                    "results": codes,
+                    "distinct_numbers": distinct,
+                },
+            )
+        )
+
+        print(f"reserve: open loop at {options.open_loop_rate}/s for {options.open_loop_seconds}s")
+        rng = random.Random(9)
+        picks = [
+            variants[rng.randrange(len(variants))]
+            for _ in range(int(options.open_loop_rate * options.open_loop_seconds))
+        ]
+        latencies, ol_codes = await open_loop(
+            client,
+            "reserve",
+            [(v, {"variant_id": v, "type_unique_number": "UIT"}) for v in picks],
+            options.open_loop_rate,
+        )
+        summary = latency_summary(latencies)
+        ok = ol_codes == {"ok": int(options.open_loop_rate * options.open_loop_seconds)}
+        report.add(
+            Figure(
+                scenario=(
+                    f"reserve at {options.open_loop_rate:,}/s offered (open loop, "
+                    f"{options.open_loop_seconds:.0f} s)"
+                ),
+                figure="p50 / p95 / p99, send to result read",
+                measured=(
+                    f"{ms(summary['p50_ms'])} / {ms(summary['p95_ms'])} / {ms(summary['p99_ms'])}"
+                )
+                + ("" if ok else f"; results {ol_codes}"),
+                reference=f"max {ms(summary['max_ms'])}",
+                target=f"p99 <= {P99_TARGET_MS:.0f} ms",
+                met=ok and summary["p99_ms"] <= P99_TARGET_MS,
+                data={**summary, "results": ol_codes},
+            )
+        )
+    stack.stop_worker()

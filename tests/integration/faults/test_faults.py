@@ -16,7 +16,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -241,21 +241,29 @@ def reserve_partitions(worker: WorkerProcess, topic: str) -> list[int]:
     return [int(m.group(1)) for p in latest["partitions"] if (m := pattern.search(p))]
 
 
-async def lock_waiters(db: asyncpg.Connection) -> int:
-    """Sessions of this database waiting for a lock."""
-    return int(
-        await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
+async def waiting_on(db: asyncpg.Connection, xids: list[str], but: int = 0) -> int | None:
+    """A session (its pid; not `but`) waiting for one of the transactions `xids` to end."""
+    pid = await db.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+        " AND transactionid::text = ANY($1::text[]) AND pid <> $2 LIMIT 1",
+        xids,
+        but,
     )
+    return None if pid is None else int(pid)
 
 
-async def wait_for(condition: object, timeout: float, what: str) -> None:
+async def xid_of(db: asyncpg.Connection, pid: int) -> str:
+    """The transaction id of the session `pid` ('' if it has none)."""
+    xid = await db.fetchval("SELECT backend_xid::text FROM pg_stat_activity WHERE pid = $1", pid)
+    return xid or ""
+
+
+async def poll(check: Callable[[], Awaitable[int | None]], timeout: float, what: str) -> int:
     deadline = time.monotonic() + timeout
-    while not await condition():  # type: ignore[operator]
+    while (found := await check()) is None:
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
+    return found
 
 
 async def test_worker_paused_past_its_session_timeout_is_fenced_when_it_resumes(
@@ -263,7 +271,7 @@ async def test_worker_paused_past_its_session_timeout_is_fenced_when_it_resumes(
 ) -> None:
     """A zombie. w1 is made to hold a reserve in hand: the test holds the lock of its command
     id in PostgreSQL. w1 is then paused (SIGSTOP) past its session timeout, so the group gives
-    its partitions to w2, which reaches the same command and waits on the same lock. The lock
+    its partitions to w2, which reaches the same commands and waits behind w1. The lock
     is let go, w1 resumes (SIGCONT) and applies the command first: its late commit must be
     fenced, and w2 answer the command from the stored result, once."""
     run = shared_run
@@ -285,13 +293,23 @@ async def test_worker_paused_past_its_session_timeout_is_fenced_when_it_resumes(
                 " VALUES ($1, 'reserve', '\\x00')",
                 held.command_id,
             )
+            blocker_xid = await db.fetchval(
+                "SELECT backend_xid::text FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            )
             await run.driver.send([held], partition=partition)
-            await wait_for(lambda: _at_least(db, 1), 15, "w1 to wait for the held command")
+            w1_pid = await poll(  # w1's session, waiting for the held command id
+                lambda: waiting_on(db, [blocker_xid]), 15, "w1 to reach the held command"
+            )
             w2_took = w2.logged("partitions_taken")
             w1.send(signal.SIGSTOP)
             run.history.fault(f"SIGSTOP w1 holding {held.command_id} (reserve:{partition})")
             await taken(w2, times=w2_took + 1, timeout=40)  # w1's session expired
-            await wait_for(lambda: _at_least(db, 2), 15, "w2 to wait for the held command")
+            w1_xid = await xid_of(db, w1_pid)  # w1 may hold other commands of the batch
+            await poll(
+                lambda: waiting_on(db, [blocker_xid, w1_xid], but=w1_pid),
+                15,
+                "w2 to reach the held command",
+            )
             await blocker.rollback()
             w1.send(signal.SIGCONT)
             run.history.fault("lock released, SIGCONT w1")
@@ -307,7 +325,3 @@ async def test_worker_paused_past_its_session_timeout_is_fenced_when_it_resumes(
     if fenced == 0:
         violations.append("w1 was never fenced: the zombie's commit was not attempted")
     run.conclude(violations)
-
-
-async def _at_least(db: asyncpg.Connection, waiting: int) -> bool:
-    return await lock_waiters(db) >= waiting

@@ -31,6 +31,9 @@ class Limits:
     document_id_max_length: int = 100
     command_id_max_length: int = 200
     file_name_max_length: int = 255
+    # A command is keyed by its variant id; the key comes back on the result, which must fit
+    # the results topic whatever the key.
+    record_key_bytes: int = 1024
     numbers_per_load: int = 50_000
     rows_per_file: int = 1_000_000
     file_bytes: int = 10 * 1024 * 1024

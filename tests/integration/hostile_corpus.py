@@ -35,6 +35,10 @@ from tests.unit.spreadsheet_files import (
     xlsx_file,
 )
 from worker.config import MESSAGE_MAX_BYTES
+from worker.transport.kafka_clients import RECORD_OVERHEAD
+
+# The largest record the load topics take (max.message.bytes, worker/transport/topics.py).
+TOPIC_MAX_BYTES = MESSAGE_MAX_BYTES + RECORD_OVERHEAD
 
 LOAD_JSON = CommandName.LOAD_JSON
 LOAD_EXCEL = CommandName.LOAD_EXCEL
@@ -390,6 +394,20 @@ def spreadsheet_cases() -> list[Case]:
             "sheet is read: put every row on the first sheet and delete the other sheets or leave "
             "them empty",
             file_name="codes.xls",
+        ),
+        file_case(
+            "excel-a-sheet-name-of-a-million-characters",
+            raw_xlsx(
+                [
+                    '<row r="1"><c r="A1" t="s"><v>0</v></c></row>',
+                    '<row r="1"><c r="B1" t="s"><v>0</v></c></row>',
+                ],
+                [si("V1")],
+                names=["Rows", "N" * 1_000_000],
+            ),
+            f"codes.xlsx: sheet 2 ({'N' * 50!r}... (1000000 characters)) is not empty (cell B1 "
+            "holds a value), but only the first sheet is read: put every row on the first sheet "
+            "and delete the other sheets or leave them empty",
         ),
         file_case(
             "excel-rows-beyond-the-limit",
@@ -1044,24 +1062,68 @@ def corpus() -> list[Case]:
             "fileName",
             "file name holds control character U+000D",
         ),
-        # --- over the size limit: MESSAGE_TOO_LARGE ---
+        # --- over the size limits ---
         Case(
-            "message-over-the-size-limit",
+            "message-as-large-as-the-topic-takes",
             LOAD_JSON,
-            b'{"items": "' + b"x" * (MESSAGE_MAX_BYTES - 12) + b'"}',
+            b'{"items": "' + b"x" * (TOPIC_MAX_BYTES - 512 - 13) + b'"}',
             "MESSAGE_TOO_LARGE",
             rejected(
                 LOAD_JSON,
-                f"the message is {MESSAGE_MAX_BYTES + 1} bytes, the limit is {MESSAGE_MAX_BYTES}",
+                f"the message is {TOPIC_MAX_BYTES - 512} bytes, the limit is {MESSAGE_MAX_BYTES}",
+            ),
+        ),
+        Case(
+            "key-of-five-megabytes",
+            LOAD_JSON,
+            js(load_body(("BIG-KEY-1", "V-KEY", "UIT"))),
+            "VALIDATION_ERROR",
+            rejected(
+                LOAD_JSON,
+                "the record's key is 5000000 bytes, the limit is 1024; key a command by its "
+                "variant id",
+            ),
+            key=b"k" * 5_000_000,
+            details=[
+                (
+                    "(the record's key)",
+                    "is 5000000 bytes, the limit is 1024; key a command by its variant id",
+                )
+            ],
+        ),
+        Case(
+            "five-megabytes-of-unknown-field-names",
+            LOAD_JSON,
+            js(
+                {
+                    "items": [],
+                    **{f"f{i:03}" + "x" * 50_000: i for i in range(100)},
+                }
+            ),
+            "VALIDATION_ERROR",
+            rejected(
+                LOAD_JSON,
+                "items: must hold at least 1 item, got an empty array (and 100 more problems)",
+            ),
+            details_omitted=1,
+        ),
+        Case(
+            "a-duplicate-key-of-a-million-characters",
+            LIST,
+            b'{"' + b"d" * 1_000_000 + b'": 1, "' + b"d" * 1_000_000 + b'": 2}',
+            "VALIDATION_ERROR",
+            rejected(
+                LIST,
+                f"key {'d' * 50!r}... (1000000 characters) appears twice in one object",
             ),
         ),
         # --- refused by the rules of the numbers: no dead letter ---
         Case(
             "mark-used-unknown-sql-number",
             MARK_USED,
-            js({"variantId": "1", "uniqueNumber": "'; DROP TABLE unique_numbers; --"}),
+            js({"variantId": "1", "uniqueNumber": "'; DROP TABLE processed_commands; --"}),
             "NOT_FOUND",
-            'unique number "\'; DROP TABLE unique_numbers; --" is not stored: load it first',
+            'unique number "\'; DROP TABLE processed_commands; --" is not stored: load it first',
         ),
         Case(
             "mark-used-another-variant",

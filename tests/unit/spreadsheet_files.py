@@ -143,10 +143,16 @@ def raw_xlsx(
     shared_strings: Sequence[str] = (),
     *,
     compression: int = zipfile.ZIP_DEFLATED,
+    names: Sequence[str] = (),
 ) -> bytes:
     """An .xlsx from the <sheetData> content of each sheet and the raw <si> contents of the
-    shared string table (both already escaped as the file should hold them). Style 1 is a date."""
+    shared string table (both already escaped as the file should hold them). Style 1 is a date.
+    `names` are the sheets' names (Sheet1, Sheet2 ... for those not given), of any length."""
     sheets = list(sheet_xml) or [""]
+    titles = [
+        xml_escape(names[i - 1], {'"': "&quot;"}) if i <= len(names) else f"Sheet{i}"
+        for i in range(1, len(sheets) + 1)
+    ]
     overrides = "".join(
         f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="{_CT}.worksheet+xml"/>'
         for i in range(1, len(sheets) + 1)
@@ -169,7 +175,7 @@ def raw_xlsx(
         "xl/workbook.xml": (
             f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}"><sheets>'
             + "".join(
-                f'<sheet name="Sheet{i}" sheetId="{i}" r:id="rId{i}"/>'
+                f'<sheet name="{titles[i - 1]}" sheetId="{i}" r:id="rId{i}"/>'
                 for i in range(1, len(sheets) + 1)
             )
             + "</sheets></workbook>"

@@ -98,3 +98,31 @@ def test_json_paths_of_nested_problems() -> None:
         "unique number holds control character U+0000 at position 4 "
         "(only the GS separator U+001D is allowed)"
     )
+
+
+def test_a_key_over_the_limit_is_refused_under_the_body_command_id() -> None:
+    body = b'{"commandId": "c-7", "variant_id": "1", "type_unique_number": "UIT"}'
+    big = SourceRecord("unique-numbers.reserve", 3, 42, b"k" * 1025, body, [])
+    outcome = decode_command(big, CommandName.RESERVE, 10_000)
+    assert isinstance(outcome, Rejected)
+    assert outcome.command_id == "c-7"
+    assert outcome.error.message == (
+        "reserve command rejected: the record's key is 1025 bytes, the limit is 1024; "
+        "key a command by its variant id"
+    )
+    fits = SourceRecord("unique-numbers.reserve", 3, 42, b"k" * 1024, body, [])
+    assert isinstance(decode_command(fits, CommandName.RESERVE, 10_000), IncomingCommand)
+
+
+def test_what_a_record_holds_is_echoed_short() -> None:
+    def decode_big(value: bytes) -> Rejected:
+        outcome = decode_command(record(value), CommandName.RESERVE, 100_000)
+        assert isinstance(outcome, Rejected)
+        return outcome
+
+    long_key = "x" * 10_000
+    outcome = decode_big(json.dumps({"variant_id": "1", "type": "UIT", long_key: 1}).encode())
+    [detail] = outcome.error.details
+    assert detail.field == "x" * 50 + "...(10000 characters)"
+    duplicate = f'{{"{long_key}": 1, "{long_key}": 2}}'.encode()
+    assert len(decode_big(duplicate).error.message) < 200

@@ -609,9 +609,9 @@ def _damaged_message(file_format: str, exc: BaseException) -> str:
 def _other_sheet_message(title: str, index: int, row: int, column: int) -> str:
     cell = f"{_column_letter(column)}{row + 1}"
     return (
-        f"sheet {index + 1} ({title!r}) is not empty (cell {cell} holds a value), but only the "
-        "first sheet is read: put every row on the first sheet and delete the other sheets or "
-        "leave them empty"
+        f"sheet {index + 1} ({_show(title)}) is not empty (cell {cell} holds a value), but only "
+        "the first sheet is read: put every row on the first sheet and delete the other sheets "
+        "or leave them empty"
     )
 
 

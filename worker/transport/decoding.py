@@ -58,7 +58,7 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _DuplicateKeyError(f"key {key!r} appears twice in one object")
+            raise _DuplicateKeyError(f"key {_show(key)} appears twice in one object")
         result[key] = value
     return result
 
@@ -105,9 +105,15 @@ def _body_command_id(body: dict[str, Any]) -> str | None:
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
+    """A JSON path such as items[3].uniqueNumbers[0].type; a long key is cut (a message must
+    stay small whatever the record holds: it is published, and copied into a header)."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        name = part if len(part) <= 60 else f"{part[:50]}...({len(part)} characters)"
+        text += f".{name}" if text else name
     return text or "(the message)"
 
 
@@ -342,6 +348,18 @@ def decode_command(
             f"the message must be a JSON object, it is {_json_value_kind(body)}",
         )
     command_id = _body_command_id(body) or fallback_id
+    key_length = len(record.key or b"")
+    if key_length > LIMITS.record_key_bytes:
+        reason = (
+            f"is {key_length} bytes, the limit is {LIMITS.record_key_bytes}; key a command by "
+            "its variant id"
+        )
+        return reject(
+            ErrorCode.VALIDATION_ERROR,
+            f"the record's key {reason}",
+            [ErrorDetail(field="(the record's key)", reason=reason)],
+            command_id,
+        )
     if header_problem is not None and "commandId" not in body:
         # Answering under another id would lose the command for its sender, and apply each of
         # its retries anew: refuse it instead.

@@ -23,6 +23,9 @@ aiokafka.producer.sender.BACKOFF_OVERRIDE = 0.002
 
 # Room for a record's own overhead (headers, key, batch framing) above the payload limit.
 RECORD_OVERHEAD = 1024 * 1024
+# Room for the headers a dead-letter copy adds (reason, code, source, command id) to a record
+# that was as large as its topic takes: the copy must always fit, or the batch never commits.
+DEAD_LETTER_MARGIN = 64 * 1024
 
 
 def security_options(settings: Settings) -> dict[str, Any]:
@@ -77,7 +80,7 @@ def result_producer(settings: Settings, transactional_id: str) -> AIOKafkaProduc
         transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
         acks="all",
         enable_idempotence=True,
-        max_request_size=settings.message_max_bytes + RECORD_OVERHEAD,
+        max_request_size=settings.message_max_bytes + RECORD_OVERHEAD + DEAD_LETTER_MARGIN,
         linger_ms=2,
         # A transaction's first produce can reach the broker while it still writes the last
         # transaction's markers; the broker (KIP-890 verification) then answers

@@ -7,7 +7,7 @@ from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from worker.config import Settings
-from worker.transport.kafka_clients import RECORD_OVERHEAD, admin_client
+from worker.transport.kafka_clients import DEAD_LETTER_MARGIN, RECORD_OVERHEAD, admin_client
 
 log = structlog.get_logger(__name__)
 
@@ -18,6 +18,9 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Each topic's name and its settings. Loads, and dead-letter copies of them, are large."""
     large = {"max.message.bytes": str(settings.message_max_bytes + RECORD_OVERHEAD)}
     results = {"max.message.bytes": str(4 * 1024 * 1024)}
+    dead_letters = {
+        "max.message.bytes": str(settings.message_max_bytes + RECORD_OVERHEAD + DEAD_LETTER_MARGIN)
+    }
     return {
         settings.topic_load_json: large,
         settings.topic_load_excel: large,
@@ -25,7 +28,7 @@ def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
         settings.topic_reserve: {},
         settings.topic_mark_used: {},
         settings.topic_results: results,
-        settings.topic_dead_letter: large,
+        settings.topic_dead_letter: dead_letters,
     }
 
 

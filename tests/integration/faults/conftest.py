@@ -4,7 +4,9 @@ worker processes) per test, and private servers for the tests that stop one.
 The shared Kafka and PostgreSQL (`servers`) are never stopped: a test that stops a server
 gets a private one of its own (scripts/kafka.sh or scripts/postgres.sh with a temporary
 RUN_DIR and free loopback ports), started on first use and stopped at the end of the session,
-whatever happened.
+whatever happened (unless pytest itself is killed: then the servers of that run are left
+running under /tmp/unique-numbers-faults-*: `RUN_DIR=<that dir> scripts/kafka.sh stop`, or
+`scripts/postgres.sh stop`, stops one).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import contextlib
 import glob
 import os
 import shutil
+import subprocess
 import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -41,13 +45,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
+Server = TypeVar("Server", PrivateKafka, PrivatePostgres)
+
+
+def _started(create: Callable[[], Server]) -> Server:
+    """A private server, started; on free ports, so tried twice (another process may take a
+    port between its choice and the server's start)."""
+    for attempt in (1, 2):
+        server = create()
+        try:
+            server.start()
+            return server
+        except (RuntimeError, subprocess.TimeoutExpired):
+            server.destroy()
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def private_kafka() -> Iterator[PrivateKafka]:
     if shutil.which("java") is None:  # e.g. servers in Docker: no local Kafka to run
         pytest.skip("a private Kafka broker needs Java 17+ (scripts/kafka.sh)")
-    kafka = PrivateKafka.create()
+    kafka = _started(PrivateKafka.create)
     try:
-        kafka.start()
         yield kafka
     finally:
         kafka.destroy()
@@ -57,9 +78,8 @@ def private_kafka() -> Iterator[PrivateKafka]:
 def private_postgres() -> Iterator[PrivatePostgres]:
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb") and shutil.which("pg_ctl") is None:
         pytest.skip("a private PostgreSQL needs its binaries (scripts/postgres.sh)")
-    postgres = PrivatePostgres.create()
+    postgres = _started(PrivatePostgres.create)
     try:
-        postgres.start()
         yield postgres
     finally:
         postgres.destroy()
@@ -141,6 +161,10 @@ class FaultRun:
         self.history.note(f"last result {time.monotonic() - started:.1f}s after the last send")
         for worker in self.live_workers():
             self.exit_codes[worker.name] = await worker.terminate(timeout=30)
+        self.history.note(
+            "commands applied again and answered from the stored result: "
+            f"{self.logged('command_replayed')}"
+        )
         await self.reader.read_to_end(timeout=45)
         self.history.dead_letters = await count_records(
             self.settings, self.settings.topic_dead_letter

@@ -125,13 +125,13 @@ async def test_kafka_broker_stopped_and_restarted(
 ) -> None:
     """Two workers on a private broker. A burst of commands, then the broker goes down while
     they are in flight: once stopped cleanly, once killed with SIGKILL; each time it is
-    started again a few seconds later."""
+    started again two seconds later."""
     run = private_kafka_run
     workers = [run.worker("w1"), run.worker("w2")]
     await taken(*workers)
     async with driving(run):
         for how in ("stop", "kill"):
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(2.0)
             async with run.driver.paused():  # the workload's producer waits for the broker
                 try:
                     await run.driver.send_now(60)  # in flight when the broker goes
@@ -141,7 +141,7 @@ async def test_kafka_broker_stopped_and_restarted(
                     else:
                         await asyncio.to_thread(private_kafka.kill)
                         run.history.fault("Kafka broker killed (SIGKILL)")
-                    await asyncio.sleep(3.0)
+                    await asyncio.sleep(2.0)
                 finally:
                     await in_thread_start(private_kafka)
                 run.history.fault("Kafka broker started again")

@@ -43,10 +43,12 @@ METHOD_NOTES = [
     "commit); one transaction per command is shown beside it.",
     "Open loop: commands are sent at a fixed rate whatever the results do, and latency counts "
     "from the moment each was due, so a stall of the sender cannot hide a stall of the worker.",
-    "scale: the table is filled with COPY straight into the worker's table (not through Kafka): "
-    "half of all rows in one variant, interleaved with about 2,000 others, half of all rows "
-    "used. End to end at 200 commands/s offered; database only is the worker's service called "
-    "directly, one command at a time.",
+    "scale: a database per size, filled with COPY straight into the worker's table (not "
+    "through Kafka): half of all rows in one variant, interleaved with about 2,000 others, half "
+    "of all rows used. Each size has its own worker, and the sizes are measured in interleaved "
+    "rounds (so that the machine's changing load falls on all alike): end to end at 200 "
+    "commands/s offered, and database only (the worker's service called directly, one command "
+    "at a time; a reserve is then one transaction with its commit).",
 ]
 SCENARIOS = ("load-json", "load-excel", "reserve", "scale", "list")
 

@@ -1,16 +1,20 @@
 """scale: reserve and list latency with 10k, 1M and 10M numbers stored; then the list
 scenario's deep pages on the largest table.
 
-The table is filled directly with COPY (bench/seed.py), in the shape of a table in service:
-half of all rows belong to one large variant, interleaved in load order with the rows of
-a couple of thousand others, and half of all rows are used already.
+Each size is a database of its own, filled directly with COPY (bench/seed.py) in the shape of
+a table in service: half of all rows belong to one large variant, interleaved in load order
+with the rows of a couple of thousand others, and half of all rows are used already. Each
+larger one starts as a copy of the one before (CREATE DATABASE ... TEMPLATE) and grows.
+
+All sizes are then measured side by side, in interleaved rounds, each with a worker of its
+own: on a shared machine the load changes from minute to minute, and sizes measured one
+after the other would compare the minutes more than the sizes.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
@@ -19,7 +23,7 @@ from bench.loops import open_loop, timed
 from bench.report import Figure, Report, latency_summary, ms
 from bench.scenarios import list_pages
 from bench.seed import copy_numbers
-from bench.stack import Stack, bench_client, new_id
+from bench.stack import BenchClient, Stack, bench_client, new_id
 from schemas.commands import CommandName, ListCommand, ReserveCommand
 from worker.domain.service import CommandService, IncomingCommand
 from worker.storage.database import PgDatabase
@@ -28,8 +32,9 @@ BIG_VARIANT = "900000"
 SMALL_VARIANTS = 2000
 RATIO_TARGET = 1.5
 E2E_RATE = 200  # commands/s offered in the end-to-end measurements
-E2E_SECONDS = 10.0
-DIRECT_CALLS = 2000
+ROUNDS = 5
+E2E_SECONDS = 2.0  # a round's end-to-end reserves, then as many lists, at E2E_RATE
+DIRECT_CALLS = 400  # a round's reserves, then as many lists, through the service
 
 
 @dataclass
@@ -42,12 +47,25 @@ class Options:
 
 @dataclass
 class AtSize:
+    """One size: its database, its worker and what was measured on it."""
+
     size: int
-    e2e_reserve: dict[str, float] = field(default_factory=dict)
-    e2e_list: dict[str, float] = field(default_factory=dict)
-    direct_reserve: dict[str, float] = field(default_factory=dict)
-    direct_list: dict[str, float] = field(default_factory=dict)
-    codes: dict[str, Any] = field(default_factory=dict)
+    stack: Stack
+    url: str
+    pool: list[str]
+    service: CommandService | None = None
+    client: BenchClient | None = None
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    codes: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, name: str, seconds: list[float], codes: dict[str, int] | None = None) -> None:
+        self.samples.setdefault(name, []).extend(seconds)
+        for code, count in (codes or {}).items():
+            kept = self.codes.setdefault(name, {})
+            kept[code] = kept.get(code, 0) + count
+
+    def p(self, name: str) -> dict[str, float]:
+        return latency_summary(self.samples.get(name, []))
 
 
 def stage_variants(variants: list[str], size: int) -> list[str]:
@@ -55,71 +73,93 @@ def stage_variants(variants: list[str], size: int) -> list[str]:
     return variants[: max(20, min(len(variants), size // 400))]
 
 
-async def run(stack: Stack, report: Report, options: Options) -> None:
-    url = await stack.databases.create(stack.name)
-    settings = await stack.setup(database_url=url)
+async def build(stack: Stack, sizes: list[int]) -> list[tuple[int, str]]:
+    """A database per size, each grown from a copy of the one before."""
     factory = CodeFactory(seed=41)
     variants = variant_ids(SMALL_VARIANTS, first=500_000)
-    database = await PgDatabase.connect(url, "disable", 2)
-    service = CommandService(database)
-    rng = random.Random(17)
+    built: list[tuple[int, str]] = []
     stored = 0
-    measured: list[AtSize] = []
+    for size in sizes:
+        name = f"{stack.name}_{size}"
+        template = stack.databases.name(f"{stack.name}_{stored}") if built else None
+        url = await stack.databases.create(name, template=template)
+        print(f"scale: growing a table to {size:,} rows")
+        rows, seconds = await copy_numbers(
+            url,
+            stream_rows(
+                factory,
+                variants=stage_variants(variants, size),
+                big_variant=BIG_VARIANT,
+                total=size - stored,
+                command_id=f"bench-seed-{size}",
+                chunk=100_000,
+                seed=size,
+            ),
+            rebuild_indexes=size - stored > 200_000,
+        )
+        print(f"scale: {rows:,} rows in {seconds:.0f} s ({rows / seconds:,.0f}/s)")
+        stored = size
+        built.append((size, url))
+    return built
+
+
+async def run(stack: Stack, report: Report, options: Options) -> None:
+    variants = variant_ids(SMALL_VARIANTS, first=500_000)
+    built = await build(stack, options.sizes)
+    rng = random.Random(17)
+    sizes = [
+        AtSize(
+            size,
+            Stack(stack.servers, stack.databases, stack.run_dir, f"{stack.name}{i}"),
+            url,
+            stage_variants(variants, size),
+        )
+        for i, (size, url) in enumerate(built)
+    ]
+    databases: list[PgDatabase] = []
+    clients = []
     try:
-        async with bench_client(settings) as client:
-            for size in options.sizes:
-                print(f"scale: growing the table to {size:,} rows")
-                grow = size - stored
-                rows, seconds = await copy_numbers(
-                    url,
-                    stream_rows(
-                        factory,
-                        variants=stage_variants(variants, size),
-                        big_variant=BIG_VARIANT,
-                        total=grow,
-                        command_id=f"bench-seed-{size}",
-                        chunk=100_000,
-                        seed=size,
-                    ),
-                    rebuild_indexes=grow > 200_000,
-                )
-                stored += rows
-                print(f"scale: {rows:,} rows in {seconds:.0f} s ({rows / seconds:,.0f}/s)")
-                if stack.worker is None:
-                    stack.start_worker()
-                    await stack.ready(client)
-                pool = stage_variants(variants, size)
-                if options.measure_scale:
-                    measured.append(
-                        await _measure(client, service, url, pool=pool, size=size, rng=rng)
-                    )
-                    _report_size(report, measured[-1])
-            if options.measure_scale and len(measured) > 1:
-                _report_ratio(report, measured[0], measured[-1])
-            if options.measure_list:
-                await list_pages.run(
-                    report,
-                    url,
-                    service,
-                    variant=BIG_VARIANT,
-                    stored=stored,
-                    offsets=options.list_offsets,
-                )
+        if options.measure_scale:
+            for at in sizes:
+                settings = await at.stack.setup(database_url=at.url)
+                at.stack.start_worker()
+                client = bench_client(settings)
+                at.client = await client.__aenter__()
+                clients.append(client)
+                await at.stack.ready(at.client)
+                database = await PgDatabase.connect(at.url, "disable", 2)
+                databases.append(database)
+                at.service = CommandService(database)
+            for round_ in range(ROUNDS):
+                print(f"scale: round {round_ + 1} of {ROUNDS}")
+                for at in sizes:
+                    await _measure(at, rng)
+            for at in sizes:
+                _report_size(report, at)
+            if len(sizes) > 1:
+                _report_ratio(report, sizes[0], sizes[-1])
+        if options.measure_list:
+            database = await PgDatabase.connect(sizes[-1].url, "disable", 2)
+            databases.append(database)
+            await list_pages.run(
+                report,
+                sizes[-1].url,
+                CommandService(database),
+                variant=BIG_VARIANT,
+                stored=sizes[-1].size,
+                offsets=options.list_offsets,
+            )
     finally:
-        await database.close()
-        stack.stop_worker()
-
-
-def spread(pool: list[str], count: int, rng: random.Random) -> list[str]:
-    """`count` variants of `pool`, each as often as the others, in a random order (so that
-    no variant runs out of free numbers before the others)."""
-    picks = [pool[i % len(pool)] for i in range(count)]
-    rng.shuffle(picks)
-    return picks
+        for client in clients:
+            await client.__aexit__(None, None, None)
+        for database in databases:
+            await database.close()
+        for at in sizes:
+            await at.stack.teardown()
 
 
 async def release_reserved(url: str) -> None:
-    """Free again what the measurements reserved, so that every size starts alike."""
+    """Free again what the measurements reserved, so that every round starts alike."""
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
@@ -130,53 +170,58 @@ async def release_reserved(url: str) -> None:
         await conn.close()
 
 
-async def _measure(
-    client: Any,
-    service: CommandService,
-    url: str,
-    *,
-    pool: list[str],
-    size: int,
-    rng: random.Random,
-) -> AtSize:
-    at = AtSize(size)
-    # End to end, through Kafka and the worker, at a modest fixed rate.
+def spread(pool: list[str], count: int, rng: random.Random) -> list[str]:
+    """`count` variants of `pool`, each as often as the others, in a random order (so that
+    no variant runs out of free numbers before the others)."""
+    picks = [pool[i % len(pool)] for i in range(count)]
+    rng.shuffle(picks)
+    return picks
+
+
+def _list_picks(pool: list[str], count: int, rng: random.Random) -> list[str]:
+    """Mostly small variants, one list in ten of the large one."""
+    return [
+        pool[rng.randrange(len(pool))] if rng.random() < 0.9 else BIG_VARIANT for _ in range(count)
+    ]
+
+
+async def _measure(at: AtSize, rng: random.Random) -> None:
+    """One round on one size: end to end through its worker, then through the service."""
+    assert at.client is not None
+    assert at.service is not None
     count = int(E2E_RATE * E2E_SECONDS)
-    picks = spread(pool, count, rng)
+    reserves = spread(at.pool, count, rng)
     lat, codes = await open_loop(
-        client,
+        at.client,
         "reserve",
-        [(v, {"variant_id": v, "type_unique_number": "UIT"}) for v in picks],
+        [(v, {"variant_id": v, "type_unique_number": "UIT"}) for v in reserves],
         E2E_RATE,
     )
-    at.e2e_reserve, at.codes["reserve"] = latency_summary(lat), codes
-    lists = [pool[rng.randrange(len(pool))] if rng.random() < 0.9 else BIG_VARIANT for _ in picks]
+    at.add("e2e reserve", lat, codes)
+    lists = _list_picks(at.pool, count, rng)
     lat, codes = await open_loop(
-        client, "list", [(v, {"variantId": v, "size": 10}) for v in lists], E2E_RATE
+        at.client, "list", [(v, {"variantId": v, "size": 10}) for v in lists], E2E_RATE
     )
-    at.e2e_list, at.codes["list"] = latency_summary(lat), codes
-    await release_reserved(url)
+    at.add("e2e list", lat, codes)
+    await release_reserved(at.url)
 
-    # Database only: the worker's own service layer, one command at a time.
+    service = at.service
     tag = new_id()[:6]
-    direct_picks = spread(pool, DIRECT_CALLS, rng)
+    direct = spread(at.pool, DIRECT_CALLS, rng)
+    direct_lists = _list_picks(at.pool, DIRECT_CALLS, rng)
 
     async def reserve_one(i: int) -> object:
-        variant = direct_picks[i]
-        command = ReserveCommand.model_validate(
-            {"variant_id": variant, "type_unique_number": "UIT"}
-        )
+        body = {"variant_id": direct[i], "type_unique_number": "UIT"}
+        command = ReserveCommand.model_validate(body)
         return await service.apply(IncomingCommand(f"d-{tag}-{i}", CommandName.RESERVE, command))
 
     async def list_one(i: int) -> object:
-        variant = pool[rng.randrange(len(pool))] if rng.random() < 0.9 else BIG_VARIANT
-        command = ListCommand.model_validate({"variantId": variant, "size": 10})
+        command = ListCommand.model_validate({"variantId": direct_lists[i], "size": 10})
         return await service.apply(IncomingCommand(f"l-{tag}-{i}", CommandName.LIST, command))
 
-    at.direct_reserve = latency_summary(await timed(DIRECT_CALLS, reserve_one))
-    at.direct_list = latency_summary(await timed(DIRECT_CALLS, list_one))
-    await release_reserved(url)
-    return at
+    at.add("db reserve", await timed(DIRECT_CALLS, reserve_one))
+    at.add("db list", await timed(DIRECT_CALLS, list_one))
+    await release_reserved(at.url)
 
 
 def _size(n: int) -> str:
@@ -184,27 +229,27 @@ def _size(n: int) -> str:
 
 
 def _report_size(report: Report, at: AtSize) -> None:
-    ok = at.codes["reserve"] == {"ok": at.e2e_reserve["count"]} and at.codes["list"] == {
-        "ok": at.e2e_list["count"]
-    }
+    expected = {"ok": int(E2E_RATE * E2E_SECONDS) * ROUNDS}
+    ok = all(at.codes.get(name) == expected for name in ("e2e reserve", "e2e list"))
     report.add(
         Figure(
             scenario=f"scale: {at.size:,} numbers stored",
-            figure=f"reserve p99 / list p99, end to end at {E2E_RATE}/s",
-            measured=f"{ms(at.e2e_reserve['p99_ms'])} / {ms(at.e2e_list['p99_ms'])}"
+            figure=f"reserve p99 / list p99: end to end at {E2E_RATE}/s; database only",
+            measured=(
+                f"{ms(at.p('e2e reserve')['p99_ms'])} / {ms(at.p('e2e list')['p99_ms'])}; "
+                f"{ms(at.p('db reserve')['p99_ms'])} / {ms(at.p('db list')['p99_ms'])}"
+            )
             + ("" if ok else f"; results {at.codes}"),
             reference=(
-                f"database only (the worker's service, no Kafka): reserve p99 "
-                f"{ms(at.direct_reserve['p99_ms'])}, list p99 {ms(at.direct_list['p99_ms'])}"
+                f"p50: {ms(at.p('e2e reserve')['p50_ms'])} / {ms(at.p('e2e list')['p50_ms'])}; "
+                f"{ms(at.p('db reserve')['p50_ms'])} / {ms(at.p('db list')['p50_ms'])} "
+                f"({ROUNDS} rounds interleaved with the other sizes)"
             ),
             target="",
             met=None,
             data={
                 "size": at.size,
-                "e2e_reserve": at.e2e_reserve,
-                "e2e_list": at.e2e_list,
-                "direct_reserve": at.direct_reserve,
-                "direct_list": at.direct_list,
+                **{name: at.p(name) for name in at.samples},
                 "results": at.codes,
             },
         )
@@ -212,24 +257,19 @@ def _report_size(report: Report, at: AtSize) -> None:
 
 
 def _report_ratio(report: Report, small: AtSize, large: AtSize) -> None:
-    ratios = {
-        "e2e reserve": large.e2e_reserve["p99_ms"] / small.e2e_reserve["p99_ms"],
-        "e2e list": large.e2e_list["p99_ms"] / small.e2e_list["p99_ms"],
-        "db reserve": large.direct_reserve["p99_ms"] / small.direct_reserve["p99_ms"],
-        "db list": large.direct_list["p99_ms"] / small.direct_list["p99_ms"],
-    }
-    # Judged on the database-only figures: end to end, the same Kafka transactions are added
-    # at every size, and their noise on a shared machine is larger than the effect of size.
+    names = ("e2e reserve", "e2e list", "db reserve", "db list")
+    ratios = {n: large.p(n)["p99_ms"] / small.p(n)["p99_ms"] for n in names}
     report.add(
         Figure(
             scenario=f"scale: {_size(large.size)} against {_size(small.size)}",
-            figure="p99 ratio, database only (the worker's service)",
-            measured=f"reserve {ratios['db reserve']:.2f}x, list {ratios['db list']:.2f}x",
-            reference=(
-                f"end to end: reserve {ratios['e2e reserve']:.2f}x, list {ratios['e2e list']:.2f}x"
+            figure="p99 ratio: reserve, list",
+            measured=(
+                f"end to end {ratios['e2e reserve']:.2f}x, {ratios['e2e list']:.2f}x; "
+                f"database only {ratios['db reserve']:.2f}x, {ratios['db list']:.2f}x"
             ),
+            reference="the same rounds, the sizes interleaved",
             target=f"<= {RATIO_TARGET}x",
-            met=ratios["db reserve"] <= RATIO_TARGET and ratios["db list"] <= RATIO_TARGET,
+            met=all(r <= RATIO_TARGET for r in ratios.values()),
             data=ratios,
         )
     )

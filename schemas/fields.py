@@ -38,6 +38,11 @@ class Limits:
     rows_per_file: int = 1_000_000
     file_bytes: int = 10 * 1024 * 1024
     unpacked_xlsx_bytes: int = 512 * 1024 * 1024
+    # What reading one spreadsheet may take, beyond what the worker already uses: a file built to
+    # exhaust memory or time within the size limits (millions of empty cells in one row) is
+    # refused instead of taking the worker down.
+    read_memory_bytes: int = 2 * 1024 * 1024 * 1024
+    read_seconds: float = 180.0
     list_page_size_max: int = 1000
     problems_reported: int = 100
 

@@ -23,7 +23,7 @@ from worker.domain.spreadsheet import (
     ZIP_MAGIC,
     SheetReadout,
     UnreadableFile,
-    read_number_rows,
+    read_in_this_process,
 )
 from worker.transport.decoding import Rejected, decode_command
 from worker.transport.records import SourceRecord
@@ -352,7 +352,7 @@ BASE_FILES = {
 
 def read_or_refuse(content: bytes) -> SheetReadout | UnreadableFile:
     try:
-        return read_number_rows(content)
+        return read_in_this_process(content)
     except UnreadableFile as exc:
         refusal = exc
     assert str(refusal)  # always a message for a person

@@ -35,6 +35,7 @@ from worker.domain.spreadsheet import (
     SheetReadout,
     SheetRow,
     UnreadableFile,
+    read_in_this_process,
     read_number_rows,
 )
 
@@ -44,13 +45,15 @@ WRITERS = [pytest.param(xls_file, id="xls"), pytest.param(xlsx_file, id="xlsx")]
 ALL_WRITERS = [*WRITERS, pytest.param(shared_strings_xlsx, id="xlsx-shared-strings")]
 
 
+# The reader's rules, read in this process (fast, and monkeypatches apply); the child process
+# that read_number_rows reads in is tested in test_spreadsheet_limits.py.
 def read(content: bytes, limits: Limits = LIMITS) -> SheetReadout:
-    return read_number_rows(content, limits)
+    return read_in_this_process(content, limits)
 
 
 def unreadable(content: bytes, limits: Limits = LIMITS) -> str:
     with pytest.raises(UnreadableFile) as caught:
-        read_number_rows(content, limits)
+        read_in_this_process(content, limits)
     return str(caught.value)
 
 
@@ -744,6 +747,9 @@ def test_memory_errors_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(xlrd, "open_workbook", exhausted)
     with pytest.raises(MemoryError):
+        read_in_this_process(xls_file([["V1", "N1", "UIT"]]))
+    # read in its child process (which the patch reaches: it is forked), the file is refused
+    with pytest.raises(UnreadableFile, match="reading the workbook needs more than 2048 MiB"):
         read_number_rows(xls_file([["V1", "N1", "UIT"]]))
 
 

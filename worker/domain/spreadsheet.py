@@ -9,6 +9,11 @@ whatever cannot be read exactly (a number cell that may have lost digits, a date
 becomes a problem of its row rather than a guess. A problem of the whole file (not a workbook,
 damaged, encrypted, too big) raises `UnreadableFile`.
 
+A file is read in a child process (forked, so it starts at once), which may use at most
+`limits.read_memory_bytes` of memory more than the worker and `limits.read_seconds` of time: a
+file that stays within the size limits and still takes more (an XML bomb: millions of empty
+cells, a row of a hundred million) is refused with UnreadableFile, and the worker is untouched.
+
 The reader keeps no state between calls and may be called from several threads at once (it
 reads one file at a time: see `_READING`).
 """
@@ -18,13 +23,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import multiprocessing
 import re
+import resource
+import signal
 import threading
 import warnings
 import zipfile
 from array import array
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import IO, Any, Final
 
 import xlrd
@@ -45,7 +54,14 @@ from schemas.fields import (
     unique_number_problem,
 )
 
-__all__ = ["RowProblem", "SheetReadout", "SheetRow", "UnreadableFile", "read_number_rows"]
+__all__ = [
+    "RowProblem",
+    "SheetReadout",
+    "SheetRow",
+    "UnreadableFile",
+    "read_in_this_process",
+    "read_number_rows",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,20 +155,143 @@ class _Bad:
     reason: str
 
 
-# openpyxl warns (warnings.warn) about what it repairs or leaves out of a file: a date cell whose
-# serial is out of range (read as #VALUE!), a workbook without styles, defined names it cannot
-# place. Those warnings say nothing the rows do not, and how they are handled must not depend on
-# the process's warning filters (an "error" filter would turn a readable file into a damaged
-# one). They are ignored while a file is read. The filters are process-wide, so files are read
-# one at a time; reading is pure-Python CPU work under the GIL, so that costs no throughput.
+# Files are read one at a time, so that the worker needs memory for one reader at most.
 _READING: Final = threading.Lock()
 
 
 def read_number_rows(content: bytes, limits: Limits = LIMITS) -> SheetReadout:
-    """The rows of the first sheet of the .xls or .xlsx file `content`, and their problems."""
+    """The rows of the first sheet of the .xls or .xlsx file `content`, and their problems,
+    read in a child process within `limits.read_memory_bytes` and `limits.read_seconds`."""
+    with _READING:
+        return _read_in_a_child(content, limits)
+
+
+def read_in_this_process(content: bytes, limits: Limits = LIMITS) -> SheetReadout:
+    """The same, read in this process, without the memory and time limits (for tests)."""
     with _READING, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        _ignore_library_warnings()
         return _read_number_rows(content, limits)
+
+
+def _ignore_library_warnings() -> None:
+    # openpyxl warns (warnings.warn) about what it repairs or leaves out of a file: a date cell
+    # whose serial is out of range (read as #VALUE!), a workbook without styles, defined names
+    # it cannot place. Those warnings say nothing the rows do not, and how they are handled must
+    # not depend on the process's warning filters (an "error" filter would turn a readable file
+    # into a damaged one).
+    warnings.simplefilter("ignore")
+
+
+def _read_in_a_child(content: bytes, limits: Limits) -> SheetReadout:
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_child, args=(content, limits, sender), name="spreadsheet-reader", daemon=True
+    )
+    try:
+        process.start()
+        sender.close()
+        if not receiver.poll(limits.read_seconds):
+            raise UnreadableFile(
+                f"the workbook takes more than {limits.read_seconds:g} s to read, so it was not "
+                "read (a plain list of numbers reads far faster): save the rows in a new "
+                "workbook, or split it"
+            )
+        try:
+            kind, payload = receiver.recv()
+        except EOFError:  # the child died without a word: killed (out of memory) or crashed
+            process.join(10)
+            raise UnreadableFile(_died_message(process.exitcode, limits)) from None
+    finally:
+        receiver.close()
+        sender.close()
+        if process.is_alive():
+            process.kill()
+        if process.pid is not None:
+            process.join()
+        process.close()
+    if kind == "rows":
+        return _unpacked(payload)
+    if kind == "unreadable":
+        raise UnreadableFile(str(payload))
+    if kind == "memory":
+        raise UnreadableFile(_memory_message(limits))
+    raise RuntimeError(f"the spreadsheet reader failed: {payload}")
+
+
+def _child(content: bytes, limits: Limits, sender: Connection) -> None:
+    """Run in the child process: read, and send back the outcome."""
+    _ignore_library_warnings()
+    _limit_memory(limits.read_memory_bytes)
+    outcome: tuple[str, object]
+    try:
+        outcome = ("rows", _packed(_read_number_rows(content, limits)))
+    except UnreadableFile as exc:
+        outcome = ("unreadable", str(exc))
+    except MemoryError:
+        outcome = ("memory", None)
+    except Exception as exc:  # a defect of the reader: the worker answers INTERNAL_ERROR
+        outcome = ("defect", f"{type(exc).__name__}: {exc}")
+    try:
+        sender.send(outcome)
+    except MemoryError:  # the rows are pickled to be sent, which takes memory too
+        sender.send(("memory", None))
+    sender.close()
+
+
+def _packed(readout: SheetReadout) -> tuple[object, ...]:
+    """The readout as a few flat lists: pickled several times faster than a SheetRow each."""
+    rows = readout.rows
+    return (
+        readout.format,
+        array("Q", (r.row for r in rows)),
+        [r.variant_id for r in rows],
+        [r.unique_number for r in rows],
+        [r.type for r in rows],
+        readout.problems,
+        readout.problems_total,
+        readout.header_row,
+    )
+
+
+def _unpacked(packed: Any) -> SheetReadout:
+    file_format, numbers, variants, values, types, problems, total, header = packed
+    return SheetReadout(
+        format=file_format,
+        rows=list(map(SheetRow, numbers, variants, values, types)),
+        problems=problems,
+        problems_total=total,
+        header_row=header,
+    )
+
+
+def _limit_memory(extra: int) -> None:
+    """Let this process use at most `extra` bytes of address space more than it uses now."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            size = int(statm.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = size + extra if hard == resource.RLIM_INFINITY else min(size + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _memory_message(limits: Limits) -> str:
+    return (
+        f"reading the workbook needs more than {limits.read_memory_bytes // (1024 * 1024)} MiB "
+        "of memory, so it was not read: it is not a plain list of numbers (an XML bomb?); save "
+        "the rows in a new workbook"
+    )
+
+
+def _died_message(exitcode: int | None, limits: Limits) -> str:
+    if exitcode == -signal.SIGKILL:  # the kernel's out-of-memory killer, most likely
+        return _memory_message(limits)
+    return (
+        f"the reader stopped on this workbook (exit code {exitcode}): the file is damaged; open "
+        "it in Excel, save it again and resend it"
+    )
 
 
 def _read_number_rows(content: bytes, limits: Limits) -> SheetReadout:

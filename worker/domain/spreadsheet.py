@@ -189,7 +189,13 @@ def _read_in_a_child(content: bytes, limits: Limits) -> SheetReadout:
         target=_child, args=(content, limits, sender), name="spreadsheet-reader", daemon=True
     )
     try:
-        process.start()
+        with warnings.catch_warnings():
+            # Python 3.12 warns that forking a process with threads may deadlock the child: this
+            # child only parses the file, with no lock that another thread may hold.
+            warnings.filterwarnings(
+                "ignore", "This process .* is multi-threaded", DeprecationWarning
+            )
+            process.start()
         sender.close()
         if not receiver.poll(limits.read_seconds):
             raise UnreadableFile(

@@ -89,6 +89,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="run the worker from another checkout (to compare two versions)",
     )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: write the Markdown again from the JSON copy next to it",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the databases and topics")
     args = parser.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -138,9 +143,17 @@ def plan(
     return steps
 
 
+def render_only(markdown: Path) -> int:
+    Report.load(markdown.with_suffix(".json")).write(markdown, markdown.with_suffix(".json"))
+    print(f"{markdown} written from {markdown.with_suffix('.json')}")
+    return 0
+
+
 async def main(argv: list[str]) -> int:
     args = parse_args(argv)
     configure_logging("console", "WARNING")
+    if args.render_only:
+        return render_only(args.output or ROOT / "docs" / "benchmarks.md")
     servers = Servers.from_env()
     run_id = uuid.uuid4().hex[:6]
     run_dir = ROOT / "bench-results" / run_id

@@ -38,6 +38,38 @@ rewrites this file. Kafka, PostgreSQL, the worker and the benchmark's own client
 ratios rather than absolute numbers across runs."""
 
 
+LIMITS = """\
+## What limits the figures
+
+From py-spy profiles of the worker (`python -m bench --profile`, summarised by
+`python -m bench.profile`) and timings taken inside it:
+
+- **load-json**: the worker is CPU-bound on one core while PostgreSQL runs the COPY on the
+  other. About half of its time is decoding the commands (`json.loads` with the duplicate-key
+  hook and pydantic's validation of every number, in `worker/transport/decoding.py` and
+  `schemas/`); the payload hash, the columns and the COPY's encoding take most of the rest.
+  The next lever is there: validating from the bytes (`model_validate_json`) with a
+  duplicate-key check of its own.
+- **reserve, throughput**: the database-only run is the worker's SQL alone. The worker adds,
+  per command, decoding and validating it, hashing it, encoding and producing its result, and,
+  per batch and partition, a Kafka transaction (AddPartitionsToTxn, Produce, AddOffsetsToTxn,
+  TxnOffsetCommit, EndTxn) beside its PostgreSQL transaction (BEGIN, claim, reserve, save,
+  COMMIT). Its one core spends about a fifth of its time writing Kafka requests and a quarter
+  in the database calls; decoding and encoding are a tenth.
+- **reserve, latency**: a result can be read only once the Kafka transaction of its batch has
+  committed, and a command that arrives during a batch waits for it, then for its own. Timed
+  inside the worker at 1,000 reserves/s offered: a partition's PostgreSQL transaction p50
+  17 ms, its Kafka transaction p50 15 ms, the whole partition p50 35-40 ms, each round trip
+  1.5-4 ms while the machine's load average was 4-6 (10 ms for a lone command on a quieter
+  machine). A p99 of 25 ms needs fewer round trips per batch than the two transactions take
+  here: transactions v2 (KIP-890: no AddPartitionsToTxn; aiokafka 0.14 lacks it) or the next
+  batch's database work overlapping the last batch's Kafka commit (in processor.py).
+- **list by page/size**: an offset is still counted row by row; skipping it in an index-only
+  scan makes that about 100 ns a row, so about 100 ms at 1,000,000 here (it was 560 ms: the
+  plan walked the primary key through every other variant's rows). The cursor (`after`) is
+  the way to deep pages: the same few milliseconds at any depth."""
+
+
 @dataclass
 class Figure:
     scenario: str
@@ -92,6 +124,8 @@ class Report:
             "",
             self.table(),
             "",
+            LIMITS,
+            "",
         ]
         if self.notes:
             parts += ["## Notes", "", *(f"- {n}" for n in self.notes), ""]
@@ -100,6 +134,20 @@ class Report:
             for name, plan in self.plans.items():
                 parts += [f"### {name}", "", "```", plan.rstrip(), "```", ""]
         return "\n".join(parts)
+
+    @classmethod
+    def load(cls, json_path: Path) -> Report:
+        """A report read back from its JSON copy (to render its Markdown again)."""
+        payload = json.loads(json_path.read_text())
+        return cls(
+            command=payload["command"],
+            started=payload["started"],
+            figures=[Figure(**f) for f in payload["figures"]],
+            notes=payload["notes"],
+            plans=payload["plans"],
+            runtime_s=payload["runtime_s"],
+            machine=payload["machine"],
+        )
 
     def write(self, markdown_path: Path, json_path: Path) -> None:
         markdown_path.parent.mkdir(parents=True, exist_ok=True)

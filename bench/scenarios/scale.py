@@ -138,6 +138,11 @@ async def run(stack: Stack, report: Report, options: Options) -> None:
                 _report_size(report, at)
             if len(sizes) > 1:
                 _report_ratio(report, sizes[0], sizes[-1])
+        # The list is timed alone: idle workers and clients still poll Kafka.
+        while clients:
+            await clients.pop().__aexit__(None, None, None)
+        for at in sizes:
+            at.stack.stop_worker()
         if options.measure_list:
             database = await PgDatabase.connect(sizes[-1].url, "disable", 2)
             databases.append(database)

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # The client id of the worker's Kafka clients (transactional ids are per command partition).
     worker_instance_id: str = Field(default_factory=_default_instance_id)
     kafka_transaction_timeout_ms: int = 30_000
+    # How long a rebalance waits for this worker to hand back its partitions: the batch in hand
+    # is finished first, and it may be waiting for the database.
+    kafka_rebalance_timeout_ms: int = 60_000
     kafka_max_batch_records: int = 500
     kafka_topic_partitions: int = 8
     kafka_replication_factor: int = 1

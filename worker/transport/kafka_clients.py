@@ -53,6 +53,7 @@ def command_consumer(settings: Settings) -> AIOKafkaConsumer:
         group_id=settings.kafka_group_id,
         client_id=f"unique-numbers-worker-{settings.worker_instance_id}",
         enable_auto_commit=False,  # offsets are committed in the result transaction
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_partition_fetch_bytes=settings.message_max_bytes + RECORD_OVERHEAD,

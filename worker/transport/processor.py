@@ -90,6 +90,10 @@ def _retrieve_exception(future: asyncio.Future[object]) -> None:
         future.exception()
 
 
+def _names(partitions: Iterable[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
 def source_record(record: object) -> SourceRecord:
     return SourceRecord(
         topic=record.topic,  # type: ignore[attr-defined]
@@ -320,7 +324,7 @@ class CommandProcessor:
     # ------------------------------------------------------------------ partition ownership
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
-        log.info("partitions_assigned", partitions=sorted(str(tp) for tp in partitions))
+        log.info("partitions_assigned", partitions=_names(partitions))
         self._to_take |= partitions
 
     async def _take_assigned(self) -> set[TopicPartition]:
@@ -367,7 +371,7 @@ class CommandProcessor:
             self._to_take -= partitions
             released = [self._owned.pop(tp) for tp in partitions if tp in self._owned]
             await self._stop_producers(released)
-            log.info("partitions_revoked", partitions=sorted(str(tp) for tp in partitions))
+            log.info("partitions_revoked", partitions=_names(partitions))
 
     async def close(self) -> None:
         """Stop every producer (the worker is stopping or starting afresh)."""

@@ -11,10 +11,18 @@ from bench.stack import BenchClient, new_id
 
 
 async def open_loop(
-    client: BenchClient, name: str, commands: list[tuple[str, dict[str, Any]]], per_second: float
+    client: BenchClient,
+    name: str,
+    commands: list[tuple[str, dict[str, Any]]],
+    per_second: float,
+    parts: dict[str, list[float]] | None = None,
 ) -> tuple[list[float], dict[str, int]]:
     """Send `commands` ((key, body) pairs) at a fixed rate whatever the answers do. Latency
-    counts from the time each command was due (so a stalled sender cannot hide a stall)."""
+    counts from the time each command was due (so a stalled sender cannot hide a stall).
+
+    `parts`, if given, receives the latency split at the result's CreateTime (when the
+    worker's producer took it, before its Kafka transaction committed): "to result sent" and
+    "commit to read"."""
     due: dict[str, float] = {}
     tag = new_id()[:6]
     start = time.perf_counter() + 0.05
@@ -29,6 +37,11 @@ async def open_loop(
     await client.wait_for(list(due), timeout=300)
     read_at = client.results.read_at
     latencies = [read_at[c] - t for c, t in due.items() if c in read_at]
+    if parts is not None:
+        created = client.results.created_at
+        done = [c for c in due if c in read_at and c in created]
+        parts.setdefault("to result sent", []).extend(created[c] - due[c] for c in done)
+        parts.setdefault("commit to read", []).extend(read_at[c] - created[c] for c in done)
     return latencies, client.results.codes(due)
 
 

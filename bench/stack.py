@@ -289,6 +289,8 @@ class ResultLog:
     """Results read, by command id: when (perf_counter) and the parsed body."""
 
     read_at: dict[str, float] = field(default_factory=dict)
+    # When the worker's producer took the result (its CreateTime), on the perf_counter scale.
+    created_at: dict[str, float] = field(default_factory=dict)
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -356,6 +358,7 @@ class BenchClient:
         while True:
             batch = await self.consumer.getmany(timeout_ms=100, max_records=20_000)
             now = time.perf_counter()
+            clock = time.time() - now  # wall clock minus perf_counter
             for records in batch.values():
                 for record in records:
                     command_id = ""
@@ -363,6 +366,7 @@ class BenchClient:
                         if key == COMMAND_ID_HEADER:
                             command_id = value.decode()
                     results.read_at.setdefault(command_id, now)
+                    results.created_at.setdefault(command_id, record.timestamp / 1000 - clock)
                     results.counts[command_id] = results.counts.get(command_id, 0) + 1
                     results.bodies[command_id] = json.loads(record.value)
             if batch:

@@ -32,9 +32,9 @@ BIG_VARIANT = "900000"
 SMALL_VARIANTS = 2000
 RATIO_TARGET = 1.5
 E2E_RATE = 200  # commands/s offered in the end-to-end measurements
-ROUNDS = 5
-E2E_SECONDS = 2.0  # a round's end-to-end reserves, then as many lists, at E2E_RATE
-DIRECT_CALLS = 400  # a round's reserves, then as many lists, through the service
+ROUNDS = 10
+E2E_SECONDS = 1.0  # a round's end-to-end reserves, then as many lists, at E2E_RATE
+DIRECT_CALLS = 200  # a round's reserves, then as many lists, through the service
 
 
 @dataclass

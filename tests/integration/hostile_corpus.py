@@ -1166,7 +1166,7 @@ def corpus() -> list[Case]:
             LOAD_JSON,
             js(load_body(("TWICE-1", "V-A", "UIT"), ("TWICE-1", "V-B", "UIT"))),
             "CONFLICT",
-            "1 number appear twice in this load with different variants or types, first at "
+            "1 number appears twice in this load with different variants or types, first at "
             "items[1].uniqueNumbers[0]; nothing was loaded",
         ),
         *spreadsheet_cases(),

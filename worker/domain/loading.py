@@ -102,9 +102,10 @@ def _refuse_duplicates(load: NumbersToLoad) -> list[int] | None:
             )
     if problems:
         first = f"row {problems[0].row}" if problems[0].row is not None else problems[0].field
+        verb = "appears" if len(problems) == 1 else "appear"
         raise CommandRefused(
             ErrorCode.CONFLICT,
-            f"{count_phrase(len(problems), 'number')} appear twice in this load with different "
+            f"{count_phrase(len(problems), 'number')} {verb} twice in this load with different "
             f"variants or types, first at {first}; nothing was loaded",
             problems,
         )

@@ -49,13 +49,20 @@ From py-spy profiles of the worker (`python -m bench --profile`, summarised by
   hook and pydantic's validation of every number, in `worker/transport/decoding.py` and
   `schemas/`); the payload hash, the columns and the COPY's encoding take most of the rest.
   The next lever is there: validating from the bytes (`model_validate_json`) with a
-  duplicate-key check of its own.
+  duplicate-key check of its own. The ratio to the ceiling moves with the machine's load: the
+  ceiling is COPY over 4 connections, PostgreSQL on both cores, while the worker's Python is
+  one process on one core, so a quiet machine lifts the ceiling more than the worker (in the
+  full runs of 2026-12-04: 36% to 56%, the worker between 50,000 and 62,000 numbers/s).
 - **reserve, throughput**: the database-only run is the worker's SQL alone. The worker adds,
   per command, decoding and validating it, hashing it, encoding and producing its result, and,
   per batch and partition, a Kafka transaction (AddPartitionsToTxn, Produce, AddOffsetsToTxn,
   TxnOffsetCommit, EndTxn) beside its PostgreSQL transaction (BEGIN, claim, reserve, save,
   COMMIT). Its one core spends about a fifth of its time writing Kafka requests and a quarter
-  in the database calls; decoding and encoding are a tenth.
+  in the database calls; decoding and encoding are a tenth. As with loads, the ceiling uses
+  both cores and the worker one (in the full runs of 2026-12-04: 28% to 55%, 5,300 to 6,400 reserves/s; the
+  database-only run 9,600 to 22,900/s). More needs a second worker process, or fewer Kafka
+  round trips per batch (five for each partition's transaction: what fencing by partition
+  costs with aiokafka).
 - **reserve, latency**: a result can be read only once the Kafka transaction of its batch has
   committed, and a command that arrives during a batch waits for it, then for its own. Timed
   inside the worker at 1,000 reserves/s offered: a partition's PostgreSQL transaction p50

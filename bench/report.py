@@ -59,10 +59,10 @@ From py-spy profiles of the worker (`python -m bench --profile`, summarised by
   TxnOffsetCommit, EndTxn) beside its PostgreSQL transaction (BEGIN, claim, reserve, save,
   COMMIT). Its one core spends about a fifth of its time writing Kafka requests and a quarter
   in the database calls; decoding and encoding are a tenth. As with loads, the ceiling uses
-  both cores and the worker one (in the full runs of 2026-12-04: 28% to 55%, 5,300 to 6,400 reserves/s; the
-  database-only run 9,600 to 22,900/s). More needs a second worker process, or fewer Kafka
-  round trips per batch (five for each partition's transaction: what fencing by partition
-  costs with aiokafka).
+  both cores and the worker one (in the full runs of 2026-12-04: 28% to 55%, 5,300 to 6,400
+  reserves/s; the database-only run 9,600 to 22,900/s). More needs a second worker process,
+  or fewer Kafka round trips per batch (five for each partition's transaction: what fencing
+  by partition costs with aiokafka).
 - **reserve, latency**: a result can be read only once the Kafka transaction of its batch has
   committed, and a command that arrives during a batch waits for it, then for its own. Timed
   inside the worker at 1,000 reserves/s offered: a partition's PostgreSQL transaction p50

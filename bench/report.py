@@ -53,6 +53,11 @@ From py-spy profiles of the worker (`python -m bench --profile`, summarised by
   ceiling is COPY over 4 connections, PostgreSQL on both cores, while the worker's Python is
   one process on one core, so a quiet machine lifts the ceiling more than the worker (in the
   full runs of 2026-12-04: 36% to 56%, the worker between 50,000 and 62,000 numbers/s).
+- **load-excel, memory**: the spreadsheet is read in a forked child process (a defence
+  against XML bombs), so the peak counts the worker's RSS plus the child's own pages (USS;
+  its RSS would count the pages it shares with the worker twice). The worker holds the
+  record, its text, the parsed JSON and the decoded file (about four copies of 10 MB for the
+  .xlsx) and then the rows read back; the child, openpyxl's parse of the sheet.
 - **reserve, throughput**: the database-only run is the worker's SQL alone. The worker adds,
   per command, decoding and validating it, hashing it, encoding and producing its result, and,
   per batch and partition, a Kafka transaction (AddPartitionsToTxn, Produce, AddOffsetsToTxn,

@@ -173,11 +173,15 @@ def all_topics(settings: Settings) -> list[str]:
 
 
 class MemoryWatch:
-    """Samples a process's RSS every 20 ms in a thread; `peak` also reads the kernel's VmHWM."""
+    """Samples a process's memory every 20 ms in a thread: its RSS, plus the pages of its own
+    of any child (the spreadsheet reader is a forked child: its RSS would count the pages it
+    shares with the worker twice, so its USS is added). `peak` is the largest such sum, or the
+    worker's own high-water mark (VmHWM) if that is larger."""
 
     def __init__(self, pid: int) -> None:
         self._pid = pid
         self.peak_sampled = 0
+        self.peak_children = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -186,21 +190,30 @@ class MemoryWatch:
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(self._pid)
             while not self._stop.wait(0.02):
-                self.peak_sampled = max(self.peak_sampled, proc.memory_info().rss)
+                children = 0
+                for child in proc.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        children += child.memory_full_info().uss
+                self.peak_children = max(self.peak_children, children)
+                self.peak_sampled = max(self.peak_sampled, proc.memory_info().rss + children)
 
     def reset(self) -> None:
         """Start a new peak: the sampled one, and the kernel's high-water mark."""
         self.peak_sampled = 0
+        self.peak_children = 0
         with contextlib.suppress(OSError):
             Path(f"/proc/{self._pid}/clear_refs").write_text("5")
 
-    def peak(self) -> int:
-        hwm = 0
+    def high_water_mark(self) -> int:
+        """The worker process's own peak RSS (VmHWM), children not included."""
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{self._pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    hwm = int(line.split()[1]) * 1024
-        return max(hwm, self.peak_sampled)
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def peak(self) -> int:
+        return max(self.high_water_mark(), self.peak_sampled)
 
     def stop(self) -> None:
         self._stop.set()

@@ -76,6 +76,11 @@ From py-spy profiles of the worker (`python -m bench --profile`, summarised by
   machine). A p99 of 25 ms needs fewer round trips per batch than the two transactions take
   here: transactions v2 (KIP-890: no AddPartitionsToTxn; aiokafka 0.14 lacks it) or the next
   batch's database work overlapping the last batch's Kafka commit (in processor.py).
+- **scale**: the p50s are flat from 10k to 10M rows (the plans are index scans of the
+  variant's rows whatever the table's size; see below). The p99s are the 20 slowest of 2,000
+  samples, and on this shared machine they swing from run to run by more than the target's
+  1.5x even with the sizes interleaved (in the full runs of 2026-12-04 with interleaving, the
+  largest ratio was 1.20x in one and 1.99x in the next).
 - **list by page/size**: an offset is still counted row by row; skipping it in an index-only
   scan makes that about 100 ns a row, so about 100 ms at 1,000,000 here (it was 560 ms: the
   plan walked the primary key through every other variant's rows). The cursor (`after`) is

@@ -237,7 +237,7 @@ async def test_sigterm_finishes_or_hands_back_and_exits_in_bounded_time(
 def reserve_partitions(worker: WorkerProcess, topic: str) -> list[int]:
     """The partitions of `topic` in the worker's latest assignment (from its log)."""
     [*_, latest] = worker.log_lines("partitions_assigned")
-    pattern = re.compile(rf"topic='{re.escape(topic)}', partition=(\d+)")
+    pattern = re.compile(rf"^{re.escape(topic)}\[(\d+)\]$")  # logged as topic[n]
     return [int(m.group(1)) for p in latest["partitions"] if (m := pattern.search(p))]
 
 

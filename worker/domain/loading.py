@@ -54,6 +54,14 @@ def from_json_items(items: Sequence[LoadJsonItem]) -> NumbersToLoad:
         numbers.extend([e.unique_number for e in entries])
         types.extend([e.type.value for e in entries])
         variant_ids.extend([item.variant_id] * len(entries))
+    return from_json_columns(numbers, variant_ids, types, starts)
+
+
+def from_json_columns(
+    numbers: list[str], variant_ids: list[str], types: list[str], starts: list[int]
+) -> NumbersToLoad:
+    """The numbers of a load-json command's items, in order; starts[i] is the index of the
+    first number of items[i]."""
 
     def origin(index: int) -> tuple[int | None, str | None]:
         i = bisect_right(starts, index) - 1

@@ -41,8 +41,12 @@ async def _load(
     )
 
 
-async def load_json(store: NumberStore, command_id: str, command: LoadJsonCommand) -> LoadResult:
-    return await _load(store, command_id, CommandName.LOAD_JSON, from_json_items(command.items))
+async def load_json(
+    store: NumberStore, command_id: str, command: LoadJsonCommand | NumbersToLoad
+) -> LoadResult:
+    """`command` is the model, or its numbers when the decoder read them as columns."""
+    numbers = command if isinstance(command, NumbersToLoad) else from_json_items(command.items)
+    return await _load(store, command_id, CommandName.LOAD_JSON, numbers)
 
 
 async def load_excel(store: NumberStore, command_id: str, command: LoadExcelCommand) -> LoadResult:

@@ -19,6 +19,7 @@ from schemas.commands import Command, CommandName, ReserveCommand
 from schemas.results import AnyResult, ErrorCode, ErrorInfo, FailureResult, encode_result
 from worker.domain import operations
 from worker.domain.errors import CommandRefused
+from worker.domain.loading import NumbersToLoad
 from worker.domain.ports import Database, NumberStore
 
 log = structlog.get_logger(__name__)
@@ -42,15 +43,72 @@ _WRITE_BEFORE_REFUSING = frozenset({CommandName.LOAD_JSON, CommandName.LOAD_EXCE
 
 
 @dataclass(frozen=True)
+class PreparedLoad:
+    """A load-json command read straight into what applying it takes (worker/transport/
+    decoding.py does so when it can): its numbers as columns and its payload hash, so that its
+    model, 50,000 objects for a load of 50,000 numbers, is built only if something asks for it."""
+
+    numbers: NumbersToLoad
+    payload_hash: bytes
+    build_body: Callable[[], Command]
+
+
+def payload_hash_of(name: CommandName, canonical_json: bytes) -> bytes:
+    """The payload hash of a command of `name` whose body, less its command id, is
+    `canonical_json` as `model_dump_json(exclude={"command_id"}, by_alias=True)` writes it."""
+    return hashlib.sha256(name.value.encode() + b"\n" + canonical_json).digest()
+
+
 class IncomingCommand:
-    command_id: str
-    name: CommandName
-    body: Command
+    """A decoded command: its id, its name and its body (the validated model), or, for a load
+    read the fast way, its `PreparedLoad` (the body is then built on first use)."""
+
+    __slots__ = ("_body", "command_id", "name", "prepared")
+
+    def __init__(
+        self,
+        command_id: str,
+        name: CommandName,
+        body: Command | None = None,
+        *,
+        prepared: PreparedLoad | None = None,
+    ) -> None:
+        if (body is None) == (prepared is None):
+            raise TypeError("give the command's body or its prepared load, one of them")
+        self.command_id = command_id
+        self.name = name
+        self._body = body
+        self.prepared = prepared
+
+    @property
+    def body(self) -> Command:
+        if self._body is None:
+            assert self.prepared is not None
+            self._body = self.prepared.build_body()
+        return self._body
+
+    @property
+    def operand(self) -> Any:
+        """What the command's operation takes: its body, or the numbers of a prepared load."""
+        return self.prepared.numbers if self.prepared is not None else self.body
 
     def payload_hash(self) -> bytes:
         """Identifies what was asked, whatever carried the command id (body or header)."""
+        if self.prepared is not None:
+            return self.prepared.payload_hash
         canonical = self.body.model_dump_json(exclude={"command_id"}, by_alias=True)
-        return hashlib.sha256(f"{self.name}\n{canonical}".encode()).digest()
+        return payload_hash_of(self.name, canonical.encode())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IncomingCommand):
+            return NotImplemented
+        return (self.command_id, self.name, self.body) == (other.command_id, other.name, other.body)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        body = "(prepared load)" if self._body is None else repr(self._body)
+        return f"IncomingCommand(command_id={self.command_id!r}, name={self.name!r}, body={body})"
 
 
 def failure(command_id: str, name: str, error: ErrorInfo) -> FailureResult:
@@ -166,9 +224,9 @@ class CommandService:
             if command.name in _WRITE_BEFORE_REFUSING:
                 # A savepoint, so that a refusal undoes the operation's writes but keeps the claim.
                 async with store.savepoint():
-                    result = await operation(store, command.command_id, command.body)
+                    result = await operation(store, command.command_id, command.operand)
             else:
-                result = await operation(store, command.command_id, command.body)
+                result = await operation(store, command.command_id, command.operand)
         except CommandRefused as refusal:
             return _body(command, refusal)
         return _body(command, result)

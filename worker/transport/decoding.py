@@ -511,7 +511,8 @@ def _prepared_load(value: bytes, fallback_id: str) -> IncomingCommand | None:
     prepared = PreparedLoad(
         numbers=from_json_columns(numbers, variant_ids, types, starts),
         payload_hash=payload_hash_of(CommandName.LOAD_JSON, canonical),
-        build_body=lambda: LoadJsonCommand.model_validate(body),
+        # Read again if asked for: keeping `body` would keep its 10,000 dicts too.
+        build_body=lambda: LoadJsonCommand.model_validate(orjson.loads(value)),
     )
     return IncomingCommand(command_id or fallback_id, CommandName.LOAD_JSON, prepared=prepared)
 

@@ -1,0 +1,222 @@
+"""One command partition's pipeline, from its queued records to its committed results.
+
+The records a partition's lane is given wait in its queue. The lane takes them in batches (at
+most KAFKA_MAX_BATCH_RECORDS records and, past the first, MESSAGE_MAX_BYTES of values), has
+each batch answered (one database transaction, `worker/transport/answering.py`) and publishes
+the answers in one Kafka transaction with the partition's next offset, on the partition's own
+transactional producer.
+
+Pipelined: while one batch's Kafka transaction commits, the next batch is already answered (its
+database transaction runs meanwhile), and its Kafka transaction starts once the first has
+committed. So a batch costs the longer of the two transactions rather than both, and the
+offsets still commit in order, each after its batch's effect. A crash between the two leaves a
+batch applied but not answered: it is delivered again, and the command log replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from worker.config import Settings
+from worker.transport.answering import Answerer, source_record
+from worker.transport.records import OutgoingRecord
+
+log = structlog.get_logger(__name__)
+
+# A lane whose queue holds this many batches' worth asks for its partition to be paused.
+QUEUED_BATCHES = 2
+
+
+class TransactionFailed(Exception):
+    """The Kafka transaction could not be committed; the batch will be delivered again."""
+
+
+def _retrieve_exception(future: asyncio.Future[object]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def publish(
+    producer: AIOKafkaProducer,
+    records: list[OutgoingRecord],
+    offsets: dict[TopicPartition, OffsetAndMetadata],
+    group_id: str,
+) -> None:
+    """`records` and the consumer group's `offsets` in one Kafka transaction."""
+    sends: list[asyncio.Future[object]] = []
+    try:
+        async with producer.transaction():
+            for r in records:
+                sends.append(await producer.send(r.topic, r.value, key=r.key, headers=r.headers))
+            await producer.send_offsets_to_transaction(offsets, group_id)
+        await asyncio.gather(*sends)
+    except KafkaError as exc:
+        for send in sends:  # they fail with the transaction: nothing more to say of them
+            send.add_done_callback(_retrieve_exception)
+        raise TransactionFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _size(record: object) -> int:
+    value: bytes | None = record.value  # type: ignore[attr-defined]
+    return len(value) if value is not None else 0
+
+
+class PartitionLane:
+    """The pipeline of one command partition this worker owns (see the module's docstring).
+
+    `on_room(tp)` is called when a full lane (see `offer`) has taken enough from its queue
+    for its partition to be fetched again; `on_failure(exc)` when the lane stops on an
+    exception (a Kafka transaction that failed, a database outage past `stop`, a defect).
+    """
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        producer: AIOKafkaProducer,
+        next_offset: int,
+        *,
+        answerer: Answerer,
+        settings: Settings,
+        stop: asyncio.Event,
+        on_room: Callable[[TopicPartition], None],
+        on_failure: Callable[[BaseException], None],
+    ) -> None:
+        self.tp = tp
+        self.producer = producer
+        # The first offset not queued yet: records before it were answered, or are on their way.
+        self.next_offset = next_offset
+        self._answerer = answerer
+        self._group_id = settings.kafka_group_id
+        self._max_records = settings.kafka_max_batch_records
+        self._max_bytes = settings.message_max_bytes
+        self._stop = stop
+        self._on_room = on_room
+        self._on_failure = on_failure
+        self._queue: deque[object] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.create_task(self._run(), name=f"lane {tp.topic}[{tp.partition}]")
+
+    @property
+    def full(self) -> bool:
+        return (
+            len(self._queue) >= QUEUED_BATCHES * self._max_records
+            or self._queued_bytes >= QUEUED_BATCHES * self._max_bytes
+        )
+
+    def offer(self, records: list[object]) -> bool:
+        """Queue the records not queued before; True when the lane is full (pause the
+        partition: its records are fetched again from its position once resumed)."""
+        fresh = [r for r in records if r.offset >= self.next_offset]  # type: ignore[attr-defined]
+        if len(fresh) < len(records):  # never expected: the position is past them
+            log.warning(
+                "records_already_answered",
+                partition=f"{self.tp.topic}[{self.tp.partition}]",
+                skipped=len(records) - len(fresh),
+            )
+        if fresh and not self._closing:
+            self._queue.extend(fresh)
+            self._queued_bytes += sum(map(_size, fresh))
+            self.next_offset = fresh[-1].offset + 1  # type: ignore[attr-defined]
+            self._wakeup.set()
+        return self.full
+
+    async def close(self) -> None:
+        """Finish the batches in hand (answered and committed) and drop the records still
+        queued (whoever owns the partition next fetches them again); then stop the producer.
+        Cancelled, it cancels the lane: what was in hand is then delivered again."""
+        self._closing = True
+        self._wakeup.set()
+        try:
+            await asyncio.gather(self._task, return_exceptions=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+
+    async def _commit(
+        self,
+        outgoing: list[OutgoingRecord],
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        first: object,
+        taken_at: float,
+        answered_at: float,
+    ) -> None:
+        started_at = time.time()
+        await publish(self.producer, outgoing, offsets, self._group_id)
+        log.debug(  # a no-op unless LOG_LEVEL is DEBUG
+            "batch_committed",
+            partition=f"{self.tp.topic}[{self.tp.partition}]",
+            records=len(outgoing),
+            # From the first record's timestamp (its producer's clock) to its batch taken.
+            queued_ms=round(taken_at * 1000 - first.timestamp, 1),  # type: ignore[attr-defined]
+            answer_ms=round((answered_at - taken_at) * 1000, 1),
+            commit_wait_ms=round((started_at - answered_at) * 1000, 1),
+            commit_ms=round((time.time() - started_at) * 1000, 1),
+        )
+
+    def abandon(self) -> None:
+        """Give up at once what is in hand (uncommitted, it is delivered again); `close` then
+        only stops the producer."""
+        self._closing = True
+        self._task.cancel()
+
+    def _take(self) -> list[object]:
+        """The next batch from the queue (at least one record)."""
+        batch: list[object] = []
+        size = 0
+        while self._queue and len(batch) < self._max_records:
+            n = _size(self._queue[0])
+            if batch and size + n > self._max_bytes:
+                break
+            batch.append(self._queue.popleft())
+            size += n
+        self._queued_bytes -= size
+        if not self._queue:
+            self._wakeup.clear()
+        return batch
+
+    async def _run(self) -> None:
+        committing: asyncio.Task[None] | None = None
+        try:
+            while True:
+                if not self._queue and not self._closing:
+                    await self._wakeup.wait()
+                if self._closing or not self._queue:
+                    break
+                was_full = self.full
+                records = self._take()
+                if was_full and not self.full:
+                    self._on_room(self.tp)
+                taken_at = time.time()
+                outgoing = await self._answerer.answer(
+                    [source_record(r) for r in records], self._stop
+                )
+                answered_at = time.time()
+                if committing is not None:
+                    await committing  # the last batch's transaction; raises if it failed
+                offsets = {self.tp: OffsetAndMetadata(records[-1].offset + 1, "")}  # type: ignore[attr-defined]
+                committing = asyncio.create_task(
+                    self._commit(outgoing, offsets, records[0], taken_at, answered_at)
+                )
+            if committing is not None:
+                await committing
+        except asyncio.CancelledError:
+            if committing is not None:
+                committing.cancel()
+                await asyncio.gather(committing, return_exceptions=True)
+            raise
+        except BaseException as exc:
+            if committing is not None:
+                await asyncio.gather(committing, return_exceptions=True)
+            self._on_failure(exc)
+            raise

@@ -228,9 +228,11 @@ class WorkerProcess:
         log_path: Path,
         profile: Path | None = None,
         source: Path | None = None,
+        module: tuple[str, ...] = ("worker", "run"),
         **env: str,
     ) -> None:
         self._settings = settings
+        self._module = module
         self._log_path = log_path
         self._profile = profile
         self._source = source
@@ -242,7 +244,7 @@ class WorkerProcess:
         env = {**os.environ, **settings_env(self._settings), "LOG_FORMAT": "json", **self._env}
         if self._source is not None:  # another checkout of the worker, to compare
             env["PYTHONPATH"] = str(self._source)
-        command = [sys.executable, "-m", "worker", "run"]
+        command = [sys.executable, "-m", *self._module]
         if self._profile is not None:
             py_spy = Path(sys.executable).with_name("py-spy")
             command = [
@@ -462,7 +464,10 @@ class Stack:
         await ensure_topics(self.settings)
         return self.settings
 
-    def start_worker(self, **env: str) -> WorkerProcess:
+    def start_worker(
+        self, module: tuple[str, ...] = ("worker", "run"), **env: str
+    ) -> WorkerProcess:
+        """`python -m worker run` (or `module`, e.g. ("bench.echo",)) on this stack."""
         assert self.settings is not None
         self._starts += 1
         profile = self.run_dir / f"profile-{self.name}-{self._starts}.txt" if self.profile else None
@@ -471,6 +476,7 @@ class Stack:
             self.run_dir / f"worker-{self.name}.log",
             profile,
             self.worker_source,
+            module,
             **env,
         )
         self.worker.start()

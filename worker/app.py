@@ -13,6 +13,7 @@ from worker.config import Settings
 from worker.domain.ports import StorageUnavailable
 from worker.domain.service import CommandService
 from worker.storage.database import TRANSIENT_ERRORS, PgDatabase, redact_dsn
+from worker.transport.answering import Answerer, RecordAnswerer
 from worker.transport.kafka_clients import command_consumer
 from worker.transport.processor import CommandProcessor, TransactionFailed
 from worker.transport.topics import ensure_topics
@@ -57,7 +58,7 @@ async def create_topics(settings: Settings, stop: asyncio.Event) -> bool:
 
 
 async def process_commands(
-    settings: Settings, service: CommandService, stop: asyncio.Event
+    settings: Settings, answerer: RecordAnswerer, stop: asyncio.Event
 ) -> None:
     """Run the consume-apply-produce loop, starting it afresh after a Kafka or database failure.
 
@@ -67,7 +68,7 @@ async def process_commands(
     topics = list(settings.command_topics())
     while not stop.is_set():
         consumer = command_consumer(settings)
-        processor = CommandProcessor(settings, consumer, service)
+        processor = CommandProcessor(settings, consumer, answerer)
         try:
             consumer.subscribe(topics=topics, listener=processor.rebalance_listener)
             await consumer.start()
@@ -92,7 +93,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         return
     try:
         if await create_topics(settings, stop):
-            await process_commands(settings, CommandService(database), stop)
+            answerer = Answerer(settings, CommandService(database))
+            await process_commands(settings, answerer, stop)
     finally:
         await database.close()
     log.info("worker_stopped")

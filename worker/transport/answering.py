@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -34,6 +34,12 @@ def source_record(record: object) -> SourceRecord:
         value=record.value,  # type: ignore[attr-defined]
         headers=list(record.headers or ()),  # type: ignore[attr-defined]
     )
+
+
+class RecordAnswerer(Protocol):
+    async def answer(
+        self, records: list[SourceRecord], stop: asyncio.Event
+    ) -> list[OutgoingRecord]: ...
 
 
 class Answerer:

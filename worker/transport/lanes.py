@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from worker.config import Settings
-from worker.transport.answering import Answerer, source_record
+from worker.transport.answering import RecordAnswerer, source_record
 from worker.transport.records import OutgoingRecord
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,7 @@ class PartitionLane:
         producer: AIOKafkaProducer,
         next_offset: int,
         *,
-        answerer: Answerer,
+        answerer: RecordAnswerer,
         settings: Settings,
         stop: asyncio.Event,
         on_room: Callable[[TopicPartition], None],

@@ -42,8 +42,7 @@ from aiokafka.errors import IllegalStateError
 
 from worker.config import Settings
 from worker.domain.ports import StorageUnavailable
-from worker.domain.service import CommandService
-from worker.transport.answering import Answerer
+from worker.transport.answering import RecordAnswerer
 from worker.transport.kafka_clients import result_producer, transactional_id
 from worker.transport.lanes import PartitionLane, TransactionFailed
 
@@ -89,12 +88,12 @@ class CommandProcessor:
         self,
         settings: Settings,
         consumer: AIOKafkaConsumer,
-        service: CommandService,
+        answerer: RecordAnswerer,
         producer_factory: ProducerFactory = result_producer,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
-        self._answerer = Answerer(settings, service)
+        self._answerer = answerer
         self._producer_factory = producer_factory
         self._lock = asyncio.Lock()  # taking and releasing partitions, one at a time
         self._lanes: dict[TopicPartition, PartitionLane] = {}

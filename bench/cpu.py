@@ -36,8 +36,9 @@ def _cpu_seconds() -> dict[int, tuple[psutil.Process, float]]:
 
 
 class CpuSplit:
-    """`start()`, then `stop()` returns {group: percent of one core} over the interval (the
-    processes alive at both ends)."""
+    """`start()`, then `stop()` returns {group: percent of one core} over the interval: the
+    processes alive at its end (all the time of those born during it, such as PostgreSQL's
+    backends for the worker's connections; a process that ended during it is not counted)."""
 
     def __init__(self, worker_pid: int | None) -> None:
         self._worker_pid = worker_pid
@@ -53,10 +54,12 @@ class CpuSplit:
         elapsed = time.perf_counter() - self._started
         split: dict[str, float] = {}
         for pid, (proc, seconds) in end.items():
-            if pid in self._start:
-                group = _group(proc, self._worker_pid)
-                used = seconds - self._start[pid][1]
-                split[group] = split.get(group, 0.0) + used / elapsed * 100
+            before = self._start.get(pid)
+            # A pid seen at the start is the same process if its start time is the same.
+            same = before is not None and before[0].create_time() == proc.create_time()
+            used = seconds - before[1] if same and before is not None else seconds
+            group = _group(proc, self._worker_pid)
+            split[group] = split.get(group, 0.0) + used / elapsed * 100
         return {k: round(v) for k, v in sorted(split.items(), key=lambda kv: -kv[1])}
 
 

@@ -71,6 +71,14 @@ def redact_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What the pool does to a connection given back: nothing more than asyncpg's own
+    rollback of a transaction left open. The worker leaves nothing else in a session (no SET,
+    LISTEN, cursor or session-level advisory lock), so asyncpg's default reset (RESET ALL,
+    UNLISTEN, CLOSE ALL, pg_advisory_unlock_all: one more round trip after every transaction)
+    is skipped; profiles of reserves showed it at 3% of the worker's time."""
+
+
 class PgDatabase:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -82,6 +90,7 @@ class PgDatabase:
             min_size=1,
             max_size=pool_size,
             command_timeout=60,
+            reset=_keep_session,
         )
         log.info("database_connected", dsn=redact_dsn(dsn), pool_size=pool_size)
         return cls(pool)

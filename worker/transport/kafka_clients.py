@@ -21,6 +21,9 @@ RETRY_BACKOFF_MS = 5
 # to ~5 ms. (A module constant of aiokafka's sender: aiokafka is pinned below 0.15.)
 aiokafka.producer.sender.BACKOFF_OVERRIDE = 0.002
 
+# The most a result producer gathers for one partition in one produce request.
+RESULT_BATCH_BYTES = 1024 * 1024
+
 # Room for a record's own overhead (headers, key, batch framing) above the payload limit.
 RECORD_OVERHEAD = 1024 * 1024
 # Room for the headers a dead-letter copy adds (reason, code, source, command id) to a record
@@ -83,6 +86,11 @@ def result_producer(settings: Settings, transactional_id: str) -> AIOKafkaProduc
         enable_idempotence=True,
         max_request_size=settings.message_max_bytes + RECORD_OVERHEAD + DEAD_LETTER_MARGIN,
         linger_ms=2,
+        # A batch's results in one produce request: with aiokafka's default of 16 KiB, a
+        # partition's batch filled up every ~80 results, and the next send waited for it to
+        # be sent and answered (one request in flight per partition with idempotence), so a
+        # transaction of 500 results took a dozen round trips.
+        max_batch_size=RESULT_BATCH_BYTES,
         # A transaction's first produce can reach the broker while it still writes the last
         # transaction's markers; the broker (KIP-890 verification) then answers
         # NOT_ENOUGH_REPLICAS, retriable, and the default 100 ms wait put 100 ms on results.

@@ -144,3 +144,26 @@ async def test_an_invalid_command_gets_a_result_under_its_own_id(
     assert result["commandId"] == command_id
     assert result["error"]["code"] == "VALIDATION_ERROR"
     assert result["error"]["details"][0]["field"] == "size"
+
+
+async def test_a_long_load_holds_up_no_reserve_of_another_partition(
+    client: CommandClient, worker: RunningWorkers
+) -> None:
+    """Each partition is applied at its own pace (worker/transport/lanes.py): reserves sent
+    after three loads of 50,000 numbers are answered while the loads are still being stored."""
+    await client.request(CommandName.LOAD_JSON, load_body("1000", *(f"R{i}" for i in range(5))))
+    loads = [
+        await client.send(
+            CommandName.LOAD_JSON,
+            load_body("big", *(f"BIG-{n}-{i:05}" for i in range(50_000))),
+            key="big",
+        )
+        for n in range(3)
+    ]
+    reserves = [await client.send(CommandName.RESERVE, RESERVE) for _ in range(5)]
+
+    answered = await client.wait_for(reserves, timeout=60)
+    loads_answered_by_then = [i for i in loads if i in client.results]
+    assert sorted(r["uniqueNumber"] for r in answered.values()) == [f"R{i}" for i in range(5)]
+    assert loads_answered_by_then == []
+    assert all(r["success"] for r in (await client.wait_for(loads, timeout=120)).values())

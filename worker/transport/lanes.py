@@ -164,6 +164,12 @@ class PartitionLane:
             commit_ms=round((time.time() - started_at) * 1000, 1),
         )
 
+    def _committed(self, task: asyncio.Task[None]) -> None:
+        """A transaction that failed wakes the lane, so that the failure is reported at once
+        rather than when the partition's next record comes."""
+        if not task.cancelled() and task.exception() is not None:
+            self._wakeup.set()
+
     def abandon(self) -> None:
         """Give up at once what is in hand (uncommitted, it is delivered again); `close` then
         only stops the producer."""
@@ -191,8 +197,14 @@ class PartitionLane:
             while True:
                 if not self._queue and not self._closing:
                     await self._wakeup.wait()
-                if self._closing or not self._queue:
+                if committing is not None and committing.done():
+                    await committing  # raises if it failed (it woke the lane: `_committed`)
+                    committing = None
+                if self._closing:
                     break
+                if not self._queue:
+                    self._wakeup.clear()
+                    continue
                 was_full = self.full
                 records = self._take()
                 if was_full and not self.full:
@@ -208,6 +220,7 @@ class PartitionLane:
                 committing = asyncio.create_task(
                     self._commit(outgoing, offsets, records[0], taken_at, answered_at)
                 )
+                committing.add_done_callback(self._committed)
             if committing is not None:
                 await committing
         except asyncio.CancelledError:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import io
 import multiprocessing
 import re
@@ -227,6 +228,9 @@ def _read_in_a_child(content: bytes, limits: Limits) -> SheetReadout:
 
 def _child(content: bytes, limits: Limits, sender: Connection) -> None:
     """Run in the child process: read, and send back the outcome."""
+    # The worker's objects, inherited from the fork, are left out of the child's garbage
+    # collections: traversing them would write to (and so copy) every page that holds one.
+    gc.freeze()
     _ignore_library_warnings()
     _limit_memory(limits.read_memory_bytes)
     outcome: tuple[str, object]
@@ -246,25 +250,38 @@ def _child(content: bytes, limits: Limits, sender: Connection) -> None:
 
 
 def _packed(readout: SheetReadout) -> tuple[object, ...]:
-    """The readout as a few flat lists: pickled several times faster than a SheetRow each."""
+    """The readout as a few flat lists: pickled several times faster than a SheetRow each.
+    Variant ids and types, which repeat, go as their distinct values and an index a row, so
+    that the worker holds one string of each rather than one a row (200,000 rows: ~25 MB)."""
     rows = readout.rows
     return (
         readout.format,
         array("Q", (r.row for r in rows)),
-        [r.variant_id for r in rows],
+        _coded([r.variant_id for r in rows]),
         [r.unique_number for r in rows],
-        [r.type for r in rows],
+        _coded([r.type for r in rows]),
         readout.problems,
         readout.problems_total,
         readout.header_row,
     )
 
 
+def _coded(values: list[str]) -> tuple[list[str], array[int]]:
+    index: dict[str, int] = {}
+    codes = array("I", (index.setdefault(v, len(index)) for v in values))
+    return list(index), codes
+
+
+def _decoded(coded: tuple[list[str], array[int]]) -> list[str]:
+    distinct, codes = coded
+    return [distinct[i] for i in codes]
+
+
 def _unpacked(packed: Any) -> SheetReadout:
     file_format, numbers, variants, values, types, problems, total, header = packed
     return SheetReadout(
         format=file_format,
-        rows=list(map(SheetRow, numbers, variants, values, types)),
+        rows=list(map(SheetRow, numbers, _decoded(variants), values, _decoded(types))),
         problems=problems,
         problems_total=total,
         header_row=header,

@@ -28,6 +28,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from worker.config import Settings
 from worker.transport.answering import RecordAnswerer, source_record
+from worker.transport.memory import LARGE_BATCH_BYTES, release_free_memory
 from worker.transport.records import OutgoingRecord
 
 log = structlog.get_logger(__name__)
@@ -147,7 +148,7 @@ class PartitionLane:
         self,
         outgoing: list[OutgoingRecord],
         offsets: dict[TopicPartition, OffsetAndMetadata],
-        first: object,
+        first_timestamp: int,
         taken_at: float,
         answered_at: float,
     ) -> None:
@@ -158,7 +159,7 @@ class PartitionLane:
             partition=f"{self.tp.topic}[{self.tp.partition}]",
             records=len(outgoing),
             # From the first record's timestamp (its producer's clock) to its batch taken.
-            queued_ms=round(taken_at * 1000 - first.timestamp, 1),  # type: ignore[attr-defined]
+            queued_ms=round(taken_at * 1000 - first_timestamp, 1),
             answer_ms=round((answered_at - taken_at) * 1000, 1),
             commit_wait_ms=round((started_at - answered_at) * 1000, 1),
             commit_ms=round((time.time() - started_at) * 1000, 1),
@@ -217,10 +218,17 @@ class PartitionLane:
                 if committing is not None:
                     await committing  # the last batch's transaction; raises if it failed
                 offsets = {self.tp: OffsetAndMetadata(records[-1].offset + 1, "")}  # type: ignore[attr-defined]
+                first_timestamp: int = records[0].timestamp  # type: ignore[attr-defined]
                 committing = asyncio.create_task(
-                    self._commit(outgoing, offsets, records[0], taken_at, answered_at)
+                    self._commit(outgoing, offsets, first_timestamp, taken_at, answered_at)
                 )
                 committing.add_done_callback(self._committed)
+                # Nothing of the batch kept while the lane waits for the next one (a load's
+                # record is up to MESSAGE_MAX_BYTES), and its memory given back.
+                large = sum(map(_size, records)) >= LARGE_BATCH_BYTES
+                del records, outgoing
+                if large:
+                    release_free_memory()
             if committing is not None:
                 await committing
         except asyncio.CancelledError:

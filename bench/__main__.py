@@ -42,7 +42,12 @@ METHOD_NOTES = [
     "500 records over 4 busy partitions: claim the ids, reserve for all, save the results, "
     "commit); one transaction per command is shown beside it.",
     "Open loop: commands are sent at a fixed rate whatever the results do, and latency counts "
-    "from the moment each was due, so a stall of the sender cannot hide a stall of the worker.",
+    "from the moment each was due, so a stall of the sender cannot hide a stall of the worker. "
+    "Its ceiling is the same open loop, on topics of its own, against `python -m bench.echo` "
+    "(the worker's transport with a fixed answer instead of decoding and the database).",
+    "CPU split: each process's CPU time over the interval (psutil), in % of one core (200% is "
+    "both cores): Kafka's JVM, PostgreSQL's processes, the worker (or the echo) and its "
+    "children, the benchmark's own client, and the rest.",
     "scale: a database per size, filled with COPY straight into the worker's table (not "
     "through Kafka): half of all rows in one variant, interleaved with about 2,000 others, half "
     "of all rows used. Each size has its own worker, and the sizes are measured in interleaved "

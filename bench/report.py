@@ -42,45 +42,57 @@ LIMITS = """\
 ## What limits the figures
 
 From py-spy profiles of the worker (`python -m bench --profile`, summarised by
-`python -m bench.profile`) and timings taken inside it:
+`python -m bench.profile`), timings taken inside it (`LOG_LEVEL=DEBUG`: a `batch_committed`
+line a batch with its queueing, database and Kafka times) and the CPU split printed with
+the reserve figures (psutil, `bench/cpu.py`):
 
-- **load-json**: the worker is CPU-bound on one core while PostgreSQL runs the COPY on the
-  other. About half of its time is decoding the commands (`json.loads` with the duplicate-key
-  hook and pydantic's validation of every number, in `worker/transport/decoding.py` and
-  `schemas/`); the payload hash, the columns and the COPY's encoding take most of the rest.
-  The next lever is there: validating from the bytes (`model_validate_json`) with a
-  duplicate-key check of its own. The ratio to the ceiling moves with the machine's load: the
-  ceiling is COPY over 4 connections, PostgreSQL on both cores, while the worker's Python is
-  one process on one core, so a quiet machine lifts the ceiling more than the worker (in the
-  full runs of 2026-12-04: 36% to 56%, the worker between 50,000 and 62,000 numbers/s).
+- **load-json**: decoding used to be half of the worker's time (`json.loads` with a
+  duplicate-key hook, then pydantic on every number). A big load now takes a fast path
+  (`worker/transport/decoding.py`): orjson, checks over whole columns that accept exactly
+  what the models accept, a duplicate-key check by counting, and the payload hash written
+  in the same pass; anything unusual falls back to the old path, so every rejection keeps its
+  code and message. Decoding went from 4.8 to 0.8 us a number; the worker then spends about a
+  fifth of its time in orjson's parse and a tenth in the COPY. The ceiling is COPY over 4
+  connections with PostgreSQL on both cores, the worker one Python process, so the ratio
+  moves with the machine's load (57% to 67% in the runs of 2026-12-04 since).
 - **load-excel, memory**: the spreadsheet is read in a forked child process (a defence
   against XML bombs), so the peak counts the worker's RSS plus the child's own pages (USS;
   its RSS would count the pages it shares with the worker twice). The worker holds the
-  record, its text, the parsed JSON and the decoded file (about four copies of 10 MB for the
-  .xlsx) and then the rows read back; the child, openpyxl's parse of the sheet.
-- **reserve, throughput**: the database-only run is the worker's SQL alone. The worker adds,
-  per command, decoding and validating it, hashing it, encoding and producing its result, and,
-  per batch and partition, a Kafka transaction (AddPartitionsToTxn, Produce, AddOffsetsToTxn,
-  TxnOffsetCommit, EndTxn) beside its PostgreSQL transaction (BEGIN, claim, reserve, save,
-  COMMIT). Its one core spends about a fifth of its time writing Kafka requests and a quarter
-  in the database calls; decoding and encoding are a tenth. As with loads, the ceiling uses
-  both cores and the worker one (in the full runs of 2026-12-04: 28% to 55%, 5,300 to 6,400
-  reserves/s; the database-only run 9,600 to 22,900/s). More needs a second worker process,
-  or fewer Kafka round trips per batch (five for each partition's transaction: what fencing
-  by partition costs with aiokafka).
-- **reserve, latency**: a result can be read only once the Kafka transaction of its batch has
-  committed, and a command that arrives during a batch waits for it, then for its own. Timed
-  inside the worker at 1,000 reserves/s offered: a partition's PostgreSQL transaction p50
-  17 ms, its Kafka transaction p50 15 ms, the whole partition p50 35-40 ms, each round trip
-  1.5-4 ms while the machine's load average was 4-6 (10 ms for a lone command on a quieter
-  machine). A p99 of 25 ms needs fewer round trips per batch than the two transactions take
-  here: transactions v2 (KIP-890: no AddPartitionsToTxn; aiokafka 0.14 lacks it) or the next
-  batch's database work overlapping the last batch's Kafka commit (in processor.py).
+  command's record and the decoded file while the child parses; the child, openpyxl's parse
+  of the sheet and the rows it sends back. Three changes took the .xlsx from 304-312 MB to
+  about 282 MB: the heap is trimmed (`malloc_trim`) after a batch of over 1 MiB, so the
+  worker no longer starts the next load from the last one's peak; the child calls
+  `gc.freeze()`, so that its collections do not copy the pages of the worker's objects it
+  inherited; and it sends repeated variant ids and types once.
+- **reserve, throughput**: the worker now runs a lane per partition
+  (`worker/transport/lanes.py`), each answering its next batch in PostgreSQL while its last
+  batch's Kafka transaction commits, where it used to wait for every partition's two
+  transactions before fetching again; and the pool no longer runs asyncpg's reset (four
+  statements, a round trip) after each transaction. Both cores are busy: the CPU split shows
+  the worker at about three quarters of one core, PostgreSQL half of one, the benchmark's
+  own client (reading 50,000 results) a third, Kafka a fifth, while the database-only
+  ceiling has PostgreSQL and one Python driver alone. 5,437/s (38%) before these changes,
+  10,100 to 11,300/s (50% to 59%) after.
+- **reserve, latency**: measured beside the transport alone (`python -m bench.echo`: the
+  worker's consumer, lanes and per-partition Kafka transactions answering each command with
+  a fixed result, no decoding, no database) at the same 1,000/s. That ceiling is itself
+  above 25 ms at p99 (68-85 ms in the runs of 2026-12-04): at 1,000 commands/s over 4
+  partitions the two cores are saturated by Kafka's transactions alone (Kafka ~95% of a core,
+  about 2.6 ms of broker CPU a transaction here, plus ~45% for the echo's Python clients and
+  ~45% for the benchmark's own producer and read_committed consumer). A p99 of 25 ms needs
+  fewer transactions per command than one per partition batch, which with aiokafka means
+  giving up fencing by partition (KIP-447's generation-checked offsets are not in aiokafka
+  0.14), or a machine with room for the broker. Tried and left out, each measured against the
+  echo in interleaved runs: lingering a lane 5-20 ms to make larger batches (Kafka's CPU
+  stayed ~95%, p99 no better), all of a lane's results in one results partition (fewer
+  commit markers; no change), the broker's `transaction.partition.verification.enable=false`
+  (a safety check against hanging transactions; a few ms at p50, p99 within noise). What the
+  worker adds over the echo is its database transaction (5 round trips, each waiting for a
+  busy core) and the decoding: p99 about 1.5-2x the echo's.
 - **scale**: the p50s are flat from 10k to 10M rows (the plans are index scans of the
   variant's rows whatever the table's size; see below). The p99s are the 20 slowest of 2,000
-  samples, and on this shared machine they swing from run to run by more than the target's
-  1.5x even with the sizes interleaved (in the full runs of 2026-12-04 with interleaving, the
-  largest ratio was 1.20x in one and 1.99x in the next).
+  samples, and on this shared machine they swing from run to run; the sizes are measured in
+  interleaved rounds so that the machine's load falls on all alike.
 - **list by page/size**: an offset is still counted row by row; skipping it in an index-only
   scan makes that about 100 ns a row, so about 100 ms at 1,000,000 here (it was 560 ms: the
   plan walked the primary key through every other variant's rows). The cursor (`after`) is

@@ -38,9 +38,10 @@ METHOD_NOTES = [
     "indexes), over 1 and over 4 connections; the faster counts. The bare table has no index, "
     "no constraint: the physical limit of COPY here.",
     "reserve ceiling: the worker's own statements for the same 50,000 commands, run directly "
-    "with asyncpg over one connection per partition, 125 commands a transaction (a batch of "
-    "500 records over 4 busy partitions: claim the ids, reserve for all, save the results, "
-    "commit); one transaction per command is shown beside it.",
+    "with asyncpg over one connection per partition, 500 commands a transaction (what a "
+    "partition's lane takes at once from a backlog, KAFKA_MAX_BATCH_RECORDS: claim the ids, "
+    "reserve for all, save the results, commit); one transaction per command is shown beside "
+    "it.",
     "Open loop: commands are sent at a fixed rate whatever the results do, and latency counts "
     "from the moment each was due, so a stall of the sender cannot hide a stall of the worker. "
     "Its ceiling is the same open loop, on topics of its own, against `python -m bench.echo` "

@@ -67,12 +67,20 @@ the reserve figures (psutil, `bench/cpu.py`):
 - **reserve, throughput**: the worker now runs a lane per partition
   (`worker/transport/lanes.py`), each answering its next batch in PostgreSQL while its last
   batch's Kafka transaction commits, where it used to wait for every partition's two
-  transactions before fetching again; and the pool no longer runs asyncpg's reset (four
-  statements, a round trip) after each transaction. Both cores are busy: the CPU split shows
-  the worker at about three quarters of one core, PostgreSQL half of one, the benchmark's
-  own client (reading 50,000 results) a third, Kafka a fifth, while the database-only
-  ceiling has PostgreSQL and one Python driver alone. 5,437/s (38%) before these changes,
-  10,100 to 11,300/s (50% to 59%) after.
+  transactions before fetching again; the pool no longer runs asyncpg's reset (four
+  statements, a round trip) after each transaction; a batch's results go in one produce
+  request. From 5,437/s before these changes to 9,000-11,500/s. The ceiling rose with them:
+  a lane now takes up to 500 commands at once from a backlog, so the database-only run uses
+  500 a transaction (it used 125, a fetch of 500 over 4 partitions, which made it ~30%
+  lower; 50-59% was measured against that one). Against 500 the worker reaches 35-50%, short
+  of half. What limits it: its one event loop, at 72-80% of a core, is the sequential part
+  (about 75 us of Python a reserve: decoding, the payload hash, the result's JSON, aiokafka's
+  send and its protocol code, asyncpg's), and the two cores are shared with PostgreSQL
+  (~50%), the benchmark's own client reading 50,000 results (~30%) and Kafka (~15%), where
+  the ceiling has PostgreSQL and one light driver alone. Timed inside the worker, a 500-record
+  Kafka transaction takes 100-200 ms, most of it its requests' replies waiting for the loop
+  behind the other lanes' CPU work (letting the loop run every 64 records made it slower
+  overall). A second worker process, or fewer transactions (see latency), are the levers.
 - **reserve, latency**: measured beside the transport alone (`python -m bench.echo`: the
   worker's consumer, lanes and per-partition Kafka transactions answering each command with
   a fixed result, no decoding, no database) at the same 1,000/s. That ceiling is itself

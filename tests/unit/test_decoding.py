@@ -126,3 +126,38 @@ def test_what_a_record_holds_is_echoed_short() -> None:
     assert detail.field == "x" * 50 + "...(10000 characters)"
     duplicate = f'{{"{long_key}": 1, "{long_key}": 2}}'.encode()
     assert len(decode_big(duplicate).error.message) < 200
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"variantId": "1", "variantId": "2", "type": "UIT"}',
+        b'{"variantId": "1", "type": "UIT", "variantId": "1"}',
+        # A colon in a value, in a key, or written as an escape must not hide a key twice.
+        b'{"variantId": "a:b", "variantId": "c", "type": "UIT"}',
+        b'{"variantId": "c", "variantId": "\\u003a", "type": "UIT"}',
+        b'{"variantId": "c", "variantId": "\\u003A:", "type": "UIT"}',
+        b'{"x:y": "1", "x:y": "2", "variantId": "1", "type": "UIT"}',
+        b'{"variantId": "1", "variantId": {"a": 1}, "type": "UIT"}',
+        b'{"variantId": "1", "type": "UIT", "type": "UIT"}',
+    ],
+)
+def test_a_key_twice_is_refused_however_the_object_is_written(value: bytes) -> None:
+    outcome = rejected(value)
+    assert outcome.error.code == "VALIDATION_ERROR"
+    assert "appears twice" in outcome.error.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"variantId": "V:1", "type": "UIT"}',  # colons in values, read the fast way
+        b'{"variantId": "V\\u003a1", "type": "UIT"}',  # an escaped colon, the careful way
+        b'{"variantId": "V1", "type": "UIT", "docId": null, "doc_type": null}',
+        b'{"variantId": "V1", "type": "UIT", "commandId": "a:b:c"}',
+    ],
+)
+def test_plain_and_careful_reading_give_the_same_command(value: bytes) -> None:
+    outcome = decode(value)
+    assert isinstance(outcome, IncomingCommand)
+    assert outcome.body == ReserveCommand.model_validate(json.loads(value))

@@ -338,12 +338,14 @@ def decode_command(
         return int(digits)
 
     try:
-        body = json.loads(
-            text,
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_no_constants,
-            parse_int=parse_int,
-        )
+        body = _plain_object(value)
+        if body is None:  # not plainly a flat object: read the careful way, which says why
+            body = json.loads(
+                text,
+                object_pairs_hook=_object_without_duplicates,
+                parse_constant=_no_constants,
+                parse_int=parse_int,
+            )
     except _DuplicateKeyError as exc:
         return reject(ErrorCode.VALIDATION_ERROR, f"{exc}")
     except RecursionError:
@@ -407,6 +409,39 @@ def decode_command(
             ErrorCode.VALIDATION_ERROR, f"{first.field}: {first.reason}{more}", details, command_id
         )
     return IncomingCommand(command_id=command_id, name=name, body=command)
+
+
+def _plain_object(value: bytes) -> dict[str, Any] | None:
+    """`value` parsed by orjson if it is plainly a flat JSON object of strings, numbers,
+    booleans and nulls with no key twice (every command but a load is one); else None, and
+    the careful parse (hooks for duplicate keys, constants and long integers) reads it.
+
+    A key twice is found by counting colons: one a key, plus those in the string values, is
+    every colon of the record when no key repeats (a key given twice puts its colon, and its
+    dropped value's, in the record but not in the object), unless a colon was written as an
+    escape (then the careful way) or sits in a key (the count no longer matches: careful way).
+    """
+    if b"u003a" in value or b"u003A" in value:
+        return None
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError:  # also NaN, Infinity and integers past 64 bits
+        return None
+    if type(body) is not dict:
+        return None
+    colons = len(body)
+    for item in body.values():
+        kind = type(item)
+        if kind is str:
+            colons += item.count(":")
+        elif kind is float:
+            if not math.isfinite(item):
+                return None
+        elif kind is not int and kind is not bool and item is not None:
+            return None  # an object or array inside: the careful way
+    if value.count(b":") != colons:
+        return None
+    return body
 
 
 # --- loads, the fast way --------------------------------------------------------------------

@@ -69,11 +69,11 @@ the reserve figures (psutil, `bench/cpu.py`):
   batch's Kafka transaction commits, where it used to wait for every partition's two
   transactions before fetching again; the pool no longer runs asyncpg's reset (four
   statements, a round trip) after each transaction; a batch's results go in one produce
-  request. From 5,437/s before these changes to 9,000-11,500/s. The ceiling rose with them:
+  request. From 5,437/s before these changes to 9,000-13,600/s. The ceiling rose with them:
   a lane now takes up to 500 commands at once from a backlog, so the database-only run uses
   500 a transaction (it used 125, a fetch of 500 over 4 partitions, which made it ~30%
-  lower; 50-59% was measured against that one). Against 500 the worker reaches 35-50%, short
-  of half. What limits it: its one event loop, at 72-80% of a core, is the sequential part
+  lower; 50-59% was measured against that one). Against 500 the worker reaches 34-39%
+  (the ceiling itself moved from 23,000 to 35,000/s between runs), short of half. What limits it: its one event loop, at 72-80% of a core, is the sequential part
   (about 75 us of Python a reserve: decoding, the payload hash, the result's JSON, aiokafka's
   send and its protocol code, asyncpg's), and the two cores are shared with PostgreSQL
   (~50%), the benchmark's own client reading 50,000 results (~30%) and Kafka (~15%), where

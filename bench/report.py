@@ -54,13 +54,13 @@ the reserve figures (psutil, `bench/cpu.py`):
   code and message. Decoding went from 4.8 to 0.8 us a number; the worker then spends about a
   fifth of its time in orjson's parse and a tenth in the COPY. The ceiling is COPY over 4
   connections with PostgreSQL on both cores, the worker one Python process, so the ratio
-  moves with the machine's load (57% to 67% in the runs of 2026-12-04 since).
+  moves with the machine's load (57% to 69% in the runs of 2026-12-04 since).
 - **load-excel, memory**: the spreadsheet is read in a forked child process (a defence
   against XML bombs), so the peak counts the worker's RSS plus the child's own pages (USS;
   its RSS would count the pages it shares with the worker twice). The worker holds the
   command's record and the decoded file while the child parses; the child, openpyxl's parse
   of the sheet and the rows it sends back. Three changes took the .xlsx from 304-312 MB to
-  about 282 MB: the heap is trimmed (`malloc_trim`) after a batch of over 1 MiB, so the
+  277-283 MB: the heap is trimmed (`malloc_trim`) after a batch of over 1 MiB, so the
   worker no longer starts the next load from the last one's peak; the child calls
   `gc.freeze()`, so that its collections do not copy the pages of the worker's objects it
   inherited; and it sends repeated variant ids and types once.
@@ -73,14 +73,17 @@ the reserve figures (psutil, `bench/cpu.py`):
   a lane now takes up to 500 commands at once from a backlog, so the database-only run uses
   500 a transaction (it used 125, a fetch of 500 over 4 partitions, which made it ~30%
   lower; 50-59% was measured against that one). Against 500 the worker reaches 34-39%
-  (the ceiling itself moved from 23,000 to 35,000/s between runs), short of half. What limits it: its one event loop, at 72-80% of a core, is the sequential part
+  (the ceiling itself moved from 23,000 to 35,000/s between runs), short of half. What
+  limits it: its one event loop, at 72-80% of a core, is the sequential part
   (about 75 us of Python a reserve: decoding, the payload hash, the result's JSON, aiokafka's
   send and its protocol code, asyncpg's), and the two cores are shared with PostgreSQL
   (~50%), the benchmark's own client reading 50,000 results (~30%) and Kafka (~15%), where
   the ceiling has PostgreSQL and one light driver alone. Timed inside the worker, a 500-record
   Kafka transaction takes 100-200 ms, most of it its requests' replies waiting for the loop
   behind the other lanes' CPU work (letting the loop run every 64 records made it slower
-  overall). A second worker process, or fewer transactions (see latency), are the levers.
+  overall). A second worker process on the same 4 partitions gave ~20% more in a probe
+  (9,776 and 11,635/s against 8,027 and 9,871/s for one, interleaved): the machine, not
+  the worker, is then the limit.
 - **reserve, latency**: measured beside the transport alone (`python -m bench.echo`: the
   worker's consumer, lanes and per-partition Kafka transactions answering each command with
   a fixed result, no decoding, no database) at the same 1,000/s. That ceiling is itself

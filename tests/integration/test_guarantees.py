@@ -167,3 +167,26 @@ async def test_a_long_load_holds_up_no_reserve_of_another_partition(
     assert sorted(r["uniqueNumber"] for r in answered.values()) == [f"R{i}" for i in range(5)]
     assert loads_answered_by_then == []
     assert all(r["success"] for r in (await client.wait_for(loads, timeout=120)).values())
+
+
+async def test_loads_beyond_what_the_lanes_may_hold_are_all_answered(
+    client: CommandClient, workers: RunningWorkers, db: asyncpg.Connection
+) -> None:
+    """With MESSAGE_MAX_BYTES at 200 kB the lanes together hold at most 800 kB: 24 loads of
+    ~100 kB over every partition pause and resume their partitions, and lose nothing."""
+    workers.start(message_max_bytes=200_000)
+    ids = [
+        await client.send(
+            CommandName.LOAD_JSON,
+            load_body(f"V{n}", *(f"HELD-{n:02}-{i:04}-{'x' * 20}" for i in range(2_000))),
+            key=f"V{n}",
+            wait=False,
+        )
+        for n in range(24)
+    ]
+    await client.flush()
+    results = await client.wait_for(ids, timeout=120)
+
+    assert [results[i]["loaded"] for i in ids] == [2_000] * 24
+    assert await db.fetchval("SELECT count(*) FROM unique_numbers") == 48_000
+    assert {client.result_counts[i] for i in ids} == {1}

@@ -37,6 +37,7 @@ class Producer:
     log: list[str]
     hold: asyncio.Event = field(default_factory=asyncio.Event)
     fail_commit: bool = False
+    hang: bool = False
     stopped: bool = False
     committed: list[tuple[list[bytes], int]] = field(default_factory=list)
 
@@ -48,7 +49,12 @@ class Producer:
     async def transaction(self) -> AsyncIterator[None]:
         self._sent = []
         yield
-        await self.hold.wait()
+        try:
+            await self.hold.wait()
+        except asyncio.CancelledError:
+            if self.hang:  # as aiokafka's abort waits for an unreachable broker
+                await asyncio.shield(asyncio.get_running_loop().create_future())
+            raise
         if self.fail_commit:
             raise KafkaError("commit refused")
         self.log.append(f"commit {self._offset}")
@@ -67,6 +73,8 @@ class Producer:
 
     async def stop(self) -> None:
         self.stopped = True
+        if self.hang:  # as aiokafka's flush waits for an unreachable broker
+            await asyncio.get_running_loop().create_future()
 
 
 class Answerer:
@@ -82,7 +90,7 @@ class Answerer:
 
 
 def lane(
-    producer: Producer, log: list[str], *, max_batch: int = 3
+    producer: Producer, log: list[str], *, max_batch: int = 3, max_bytes: int = 1_000_000
 ) -> tuple[PartitionLane, list[TopicPartition], list[BaseException]]:
     rooms: list[TopicPartition] = []
     failures: list[BaseException] = []
@@ -92,9 +100,9 @@ def lane(
             producer,  # type: ignore[arg-type]
             10,
             answerer=Answerer(log),
-            settings=Settings(kafka_max_batch_records=max_batch),
+            settings=Settings(kafka_max_batch_records=max_batch, message_max_bytes=max_bytes),
             stop=asyncio.Event(),
-            on_room=rooms.append,
+            on_progress=rooms.append,
             on_failure=failures.append,
         ),
         rooms,
@@ -152,22 +160,39 @@ async def test_records_below_the_lanes_offset_are_not_answered_again() -> None:
     assert [sent for sent, _ in producer.committed] == [[b"10", b"11", b"12"]]
 
 
-async def test_a_full_lane_asks_for_a_pause_and_for_more_once_it_has_room() -> None:
+async def test_a_full_lane_asks_for_a_pause_and_reports_its_progress() -> None:
     log: list[str] = []
     producer = Producer(log)
     producer.hold.clear()
-    the_lane, rooms, _ = lane(producer, log, max_batch=2)
+    the_lane, progress, _ = lane(producer, log, max_batch=2)
     assert not the_lane.offer([Record(10)])
     await settle()  # batch 10 committing (held), nothing else queued
     assert not the_lane.offer([Record(11), Record(12), Record(13)])
     await settle()  # batch 11-12 answered, waiting for the commit of 10
     assert the_lane.offer([Record(o) for o in range(14, 18)])  # two batches wait: full
-    assert rooms == []
+    progress.clear()
     producer.hold.set()
     await settle()
-    assert rooms == [TP]
+    assert not the_lane.full
+    assert set(progress) == {TP}  # reported, so that the processor resumes the partition
     await the_lane.close()
     assert producer.committed[-1][1] == 18
+
+
+async def test_a_lane_holds_its_batches_bytes_until_they_are_committed() -> None:
+    log: list[str] = []
+    producer = Producer(log)
+    producer.hold.clear()
+    the_lane, _, _ = lane(producer, log, max_bytes=100)
+    assert not the_lane.offer([Record(10, value=b"x" * 150)])
+    await settle()  # taken and answered: no longer queued, but still in memory until committed
+    assert the_lane.held_bytes == 150
+    assert the_lane.offer([Record(11, value=b"y" * 60)])  # 210 bytes held: two batches' worth
+    producer.hold.set()
+    await settle()
+    await the_lane.close()
+    assert the_lane.held_bytes == 0
+    assert [offset for _, offset in producer.committed] == [11, 12]
 
 
 async def test_closing_finishes_the_batches_in_hand_and_drops_the_queued_records() -> None:
@@ -214,4 +239,20 @@ async def test_abandoning_gives_up_what_is_in_hand(cancel_after: int) -> None:
     await the_lane.close()
     assert producer.committed == []
     assert failures == []
+    assert producer.stopped
+
+
+async def test_a_lane_stuck_on_an_unreachable_broker_still_closes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("worker.transport.lanes.CLOSE_TIMEOUT", 0.05)
+    log: list[str] = []
+    producer = Producer(log, hang=True)
+    producer.hold.clear()  # the commit never ends, nor would its abort or the producer's stop
+    the_lane, _, _ = lane(producer, log)
+    the_lane.offer([Record(10)])
+    await settle()
+    the_lane.abandon()
+    await asyncio.wait_for(the_lane.close(), 2)
+    assert producer.committed == []
     assert producer.stopped

@@ -16,10 +16,10 @@ batch applied but not answered: it is delivered again, and the command log repla
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -32,6 +32,11 @@ from worker.transport.memory import LARGE_BATCH_BYTES, release_free_memory
 from worker.transport.records import OutgoingRecord
 
 log = structlog.get_logger(__name__)
+
+# How long closing waits for a cancelled transaction to end, and for a producer to stop: with
+# the broker unreachable, aiokafka would wait for ever (its abort and its flush retry until
+# the broker answers), and the worker could neither start afresh nor exit.
+CLOSE_TIMEOUT = 5.0
 
 # A lane whose queue holds this many batches' worth asks for its partition to be paused.
 QUEUED_BATCHES = 2
@@ -66,6 +71,10 @@ async def publish(
         raise TransactionFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
+def _name(tp: TopicPartition) -> str:
+    return f"{tp.topic}[{tp.partition}]"
+
+
 def _size(record: object) -> int:
     value: bytes | None = record.value  # type: ignore[attr-defined]
     return len(value) if value is not None else 0
@@ -74,9 +83,10 @@ def _size(record: object) -> int:
 class PartitionLane:
     """The pipeline of one command partition this worker owns (see the module's docstring).
 
-    `on_room(tp)` is called when a full lane (see `offer`) has taken enough from its queue
-    for its partition to be fetched again; `on_failure(exc)` when the lane stops on an
-    exception (a Kafka transaction that failed, a database outage past `stop`, a defect).
+    `on_progress(tp)` is called whenever the lane has taken a batch from its queue or let go
+    of one (committed or failed), so that the processor can resume the partitions it paused
+    (see `offer`, `held_bytes`); `on_failure(exc)` when the lane stops on an exception (a
+    Kafka transaction that failed, a database outage past `stop`, a defect).
     """
 
     def __init__(
@@ -88,7 +98,7 @@ class PartitionLane:
         answerer: RecordAnswerer,
         settings: Settings,
         stop: asyncio.Event,
-        on_room: Callable[[TopicPartition], None],
+        on_progress: Callable[[TopicPartition], None],
         on_failure: Callable[[BaseException], None],
     ) -> None:
         self.tp = tp
@@ -100,10 +110,12 @@ class PartitionLane:
         self._max_records = settings.kafka_max_batch_records
         self._max_bytes = settings.message_max_bytes
         self._stop = stop
-        self._on_room = on_room
+        self._on_progress = on_progress
         self._on_failure = on_failure
         self._queue: deque[object] = deque()
-        self._queued_bytes = 0
+        # The bytes of the records queued or in hand (answered, committing): what the lane
+        # holds in memory, until each batch is committed or given up.
+        self.held_bytes = 0
         self._wakeup = asyncio.Event()
         self._closing = False
         self._task = asyncio.create_task(self._run(), name=f"lane {tp.topic}[{tp.partition}]")
@@ -112,7 +124,7 @@ class PartitionLane:
     def full(self) -> bool:
         return (
             len(self._queue) >= QUEUED_BATCHES * self._max_records
-            or self._queued_bytes >= QUEUED_BATCHES * self._max_bytes
+            or self.held_bytes >= QUEUED_BATCHES * self._max_bytes
         )
 
     def offer(self, records: list[object]) -> bool:
@@ -122,12 +134,12 @@ class PartitionLane:
         if len(fresh) < len(records):  # never expected: the position is past them
             log.warning(
                 "records_already_answered",
-                partition=f"{self.tp.topic}[{self.tp.partition}]",
+                partition=_name(self.tp),
                 skipped=len(records) - len(fresh),
             )
         if fresh and not self._closing:
             self._queue.extend(fresh)
-            self._queued_bytes += sum(map(_size, fresh))
+            self.held_bytes += sum(map(_size, fresh))
             self.next_offset = fresh[-1].offset + 1  # type: ignore[attr-defined]
             self._wakeup.set()
         return self.full
@@ -141,8 +153,12 @@ class PartitionLane:
         try:
             await asyncio.gather(self._task, return_exceptions=True)
         finally:
-            with contextlib.suppress(Exception):
-                await self.producer.stop()
+            try:
+                await asyncio.wait_for(self.producer.stop(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                log.warning("producer_stop_timed_out", partition=_name(self.tp))
+            except Exception as exc:
+                log.warning("producer_stop_failed", partition=_name(self.tp), error=repr(exc))
 
     async def _commit(
         self,
@@ -156,7 +172,7 @@ class PartitionLane:
         await publish(self.producer, outgoing, offsets, self._group_id)
         log.debug(  # a no-op unless LOG_LEVEL is DEBUG
             "batch_committed",
-            partition=f"{self.tp.topic}[{self.tp.partition}]",
+            partition=_name(self.tp),
             records=len(outgoing),
             # From the first record's timestamp (its producer's clock) to its batch taken.
             queued_ms=round(taken_at * 1000 - first_timestamp, 1),
@@ -165,9 +181,12 @@ class PartitionLane:
             commit_ms=round((time.time() - started_at) * 1000, 1),
         )
 
-    def _committed(self, task: asyncio.Task[None]) -> None:
-        """A transaction that failed wakes the lane, so that the failure is reported at once
-        rather than when the partition's next record comes."""
+    def _committed(self, size: int, task: asyncio.Task[None]) -> None:
+        """A batch let go: its bytes are no longer held. A transaction that failed wakes the
+        lane, so that the failure is reported at once rather than when the partition's next
+        record comes."""
+        self.held_bytes -= size
+        self._on_progress(self.tp)
         if not task.cancelled() and task.exception() is not None:
             self._wakeup.set()
 
@@ -177,8 +196,8 @@ class PartitionLane:
         self._closing = True
         self._task.cancel()
 
-    def _take(self) -> list[object]:
-        """The next batch from the queue (at least one record)."""
+    def _take(self) -> tuple[list[object], int]:
+        """The next batch from the queue (at least one record), and its bytes."""
         batch: list[object] = []
         size = 0
         while self._queue and len(batch) < self._max_records:
@@ -187,10 +206,9 @@ class PartitionLane:
                 break
             batch.append(self._queue.popleft())
             size += n
-        self._queued_bytes -= size
         if not self._queue:
             self._wakeup.clear()
-        return batch
+        return batch, size
 
     async def _run(self) -> None:
         committing: asyncio.Task[None] | None = None
@@ -206,10 +224,8 @@ class PartitionLane:
                 if not self._queue:
                     self._wakeup.clear()
                     continue
-                was_full = self.full
-                records = self._take()
-                if was_full and not self.full:
-                    self._on_room(self.tp)
+                records, size = self._take()
+                self._on_progress(self.tp)
                 taken_at = time.time()
                 outgoing = await self._answerer.answer(
                     [source_record(r) for r in records], self._stop
@@ -222,19 +238,18 @@ class PartitionLane:
                 committing = asyncio.create_task(
                     self._commit(outgoing, offsets, first_timestamp, taken_at, answered_at)
                 )
-                committing.add_done_callback(self._committed)
+                committing.add_done_callback(partial(self._committed, size))
                 # Nothing of the batch kept while the lane waits for the next one (a load's
                 # record is up to MESSAGE_MAX_BYTES), and its memory given back.
-                large = sum(map(_size, records)) >= LARGE_BATCH_BYTES
                 del records, outgoing
-                if large:
+                if size >= LARGE_BATCH_BYTES:
                     release_free_memory()
             if committing is not None:
                 await committing
         except asyncio.CancelledError:
             if committing is not None:
-                committing.cancel()
-                await asyncio.gather(committing, return_exceptions=True)
+                committing.cancel()  # its abort may wait for the broker: not for ever
+                await asyncio.wait({committing}, timeout=CLOSE_TIMEOUT)
             raise
         except BaseException as exc:
             if committing is not None:

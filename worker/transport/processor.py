@@ -5,7 +5,9 @@ The consuming loop (`CommandProcessor.run`) fetches records and hands each parti
 partition's lane (`worker/transport/lanes.py`), which answers them in order, in batches: a
 batch's commands in one PostgreSQL transaction, its results and dead-letter copies in one Kafka
 transaction with the partition's offset. The lanes run side by side, each at its own pace: a
-busy or slow partition holds up no other (it is paused once its lane has enough waiting).
+busy or slow partition holds up no other. A partition is paused while its lane has two
+batches' worth waiting, or while the lanes together hold HELD_MESSAGES largest commands'
+worth of records (the worker's memory stays bounded however many partitions it owns).
 A crash anywhere before a batch's commit redelivers its records; the command log in PostgreSQL
 makes the second application a replay of the stored result.
 
@@ -57,6 +59,10 @@ ProducerFactory = Callable[[Settings, str], AIOKafkaProducer]
 PRODUCER_START_TIMEOUT = 60.0
 # How long one fetch waits for records before the loop looks at its lanes and its stop event.
 FETCH_TIMEOUT_MS = 200
+# What all the lanes together may hold (queued and in hand), in largest commands
+# (MESSAGE_MAX_BYTES): past it, a partition whose records come in is paused until the lanes
+# have committed enough. (One lane may hold two batches' worth on its own: see `full`.)
+HELD_MESSAGES = 4
 
 
 class _TakeAndRelease(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -98,6 +104,8 @@ class CommandProcessor:
         self._lock = asyncio.Lock()  # taking and releasing partitions, one at a time
         self._lanes: dict[TopicPartition, PartitionLane] = {}
         self._to_take: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._held_bytes_budget = HELD_MESSAGES * settings.message_max_bytes
         self._failure: BaseException | None = None
         self._stop = asyncio.Event()
         self.rebalance_listener = _TakeAndRelease(self)
@@ -125,7 +133,9 @@ class CommandProcessor:
                         # records in this batch were fetched before, and are fetched again.
                         if tp not in taken:
                             self._hand_out(tp, records)
-        except asyncio.CancelledError:  # past the grace period: give up what is in hand
+        except BaseException:
+            # Past the grace period, or failing (the worker starts afresh): give up what is in
+            # hand rather than wait for it (it is delivered again, and replayed).
             for lane in self._lanes.values():
                 lane.abandon()
             raise
@@ -139,14 +149,24 @@ class CommandProcessor:
                 self._consumer.seek(tp, records[0].offset)  # type: ignore[attr-defined]
             log.info("records_of_a_revoked_partition", partition=_name(tp), records=len(records))
             return
-        if lane.offer(records):
+        if lane.offer(records) or self._held_bytes() >= self._held_bytes_budget:
             with contextlib.suppress(IllegalStateError):
                 self._consumer.pause(tp)
+            self._paused.add(tp)
 
-    def _on_room(self, tp: TopicPartition) -> None:
-        if tp in self._lanes:
-            with contextlib.suppress(IllegalStateError):
-                self._consumer.resume(tp)
+    def _held_bytes(self) -> int:
+        return sum(lane.held_bytes for lane in self._lanes.values())
+
+    def _on_progress(self, _: TopicPartition) -> None:
+        """A lane took or let go of a batch: resume the paused partitions that have room."""
+        if not self._paused or self._held_bytes() >= self._held_bytes_budget:
+            return
+        for tp in list(self._paused):
+            lane = self._lanes.get(tp)
+            if lane is None or not lane.full:
+                self._paused.discard(tp)
+                with contextlib.suppress(IllegalStateError):  # given away meanwhile
+                    self._consumer.resume(tp)
 
     def _on_failure(self, exc: BaseException) -> None:
         if self._failure is None:
@@ -210,7 +230,7 @@ class CommandProcessor:
             answerer=self._answerer,
             settings=self._settings,
             stop=self._stop,
-            on_room=self._on_room,
+            on_progress=self._on_progress,
             on_failure=self._on_failure,
         )
 
@@ -219,6 +239,7 @@ class CommandProcessor:
         async with self._lock:
             self._to_take -= partitions
             lanes = [self._lanes.pop(tp) for tp in partitions if tp in self._lanes]
+            self._paused -= partitions
             await asyncio.gather(*(lane.close() for lane in lanes))
             log.info("partitions_revoked", partitions=_names(partitions))
 
@@ -226,4 +247,5 @@ class CommandProcessor:
         """Close every lane (the worker is stopping or starting afresh)."""
         lanes, self._lanes = list(self._lanes.values()), {}
         self._to_take = set()
+        self._paused = set()
         await asyncio.gather(*(lane.close() for lane in lanes))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -57,6 +59,22 @@ async def create_topics(settings: Settings, stop: asyncio.Event) -> bool:
     return False
 
 
+# How long stopping the consumer, or closing the lanes, may take before the worker goes on.
+STOP_TIMEOUT = 45.0
+
+
+async def _bounded(what: str, step: Coroutine[Any, Any, None]) -> None:
+    """Run `step` for at most STOP_TIMEOUT seconds; past that, or failing, log it and go on
+    (aiokafka's closing can wait for ever on a broker that is down)."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+    if not done:
+        task.cancel()
+        log.warning("stop_timed_out", step=what, seconds=STOP_TIMEOUT)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("stop_failed", step=what, error=repr(task.exception()))
+
+
 async def process_commands(
     settings: Settings, answerer: RecordAnswerer, stop: asyncio.Event
 ) -> None:
@@ -81,10 +99,10 @@ async def process_commands(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            with contextlib.suppress(Exception):
-                await processor.close()
+            # The lanes first (their batches in hand commit while this worker is still in the
+            # group), then the consumer; neither may wait for ever on a broker that is gone.
+            await _bounded("processor_close", processor.close())
+            await _bounded("consumer_stop", consumer.stop())
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:

@@ -38,6 +38,10 @@ log = structlog.get_logger(__name__)
 # the broker answers), and the worker could neither start afresh nor exit.
 CLOSE_TIMEOUT = 5.0
 
+# How long closing a lane waits for its batches in hand to commit before giving them up
+# (they are then delivered again): within the group's rebalance timeout.
+GRACEFUL_CLOSE_SECONDS = 30.0
+
 # A lane whose queue holds this many batches' worth asks for its partition to be paused.
 QUEUED_BATCHES = 2
 
@@ -147,11 +151,20 @@ class PartitionLane:
     async def close(self) -> None:
         """Finish the batches in hand (answered and committed) and drop the records still
         queued (whoever owns the partition next fetches them again); then stop the producer.
-        Cancelled, it cancels the lane: what was in hand is then delivered again."""
+        Past GRACEFUL_CLOSE_SECONDS, or cancelled, it gives up what is in hand (delivered
+        again). Every wait on Kafka here is bounded."""
         self._closing = True
         self._wakeup.set()
         try:
-            await asyncio.gather(self._task, return_exceptions=True)
+            done, _ = await asyncio.wait({self._task}, timeout=GRACEFUL_CLOSE_SECONDS)
+            if not done:  # a commit that cannot end (the broker unreachable): give it up
+                log.warning("partition_close_timed_out", partition=_name(self.tp))
+                self.abandon()
+                await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT)
+        except asyncio.CancelledError:
+            self.abandon()
+            await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT)
+            raise
         finally:
             try:
                 await asyncio.wait_for(self.producer.stop(), CLOSE_TIMEOUT)

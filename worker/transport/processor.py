@@ -240,7 +240,9 @@ class CommandProcessor:
             self._to_take -= partitions
             lanes = [self._lanes.pop(tp) for tp in partitions if tp in self._lanes]
             self._paused -= partitions
-            await asyncio.gather(*(lane.close() for lane in lanes))
+            # Shielded: if the consumer stops while this waits, the lanes still close (and
+            # their producers stop) rather than being dropped half-way.
+            await asyncio.shield(asyncio.gather(*(lane.close() for lane in lanes)))
             log.info("partitions_revoked", partitions=_names(partitions))
 
     async def close(self) -> None:

@@ -166,6 +166,8 @@ class PartitionLane:
             await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT)
             raise
         finally:
+            if self._task.done() and not self._task.cancelled():
+                self._task.exception()  # reported by on_failure already; retrieved here
             try:
                 await asyncio.wait_for(self.producer.stop(), CLOSE_TIMEOUT)
             except TimeoutError:

@@ -75,7 +75,7 @@ async def publish(
         raise TransactionFailed(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _name(tp: TopicPartition) -> str:
+def partition_name(tp: TopicPartition) -> str:
     return f"{tp.topic}[{tp.partition}]"
 
 
@@ -138,7 +138,7 @@ class PartitionLane:
         if len(fresh) < len(records):  # never expected: the position is past them
             log.warning(
                 "records_already_answered",
-                partition=_name(self.tp),
+                partition=partition_name(self.tp),
                 skipped=len(records) - len(fresh),
             )
         if fresh and not self._closing:
@@ -158,7 +158,7 @@ class PartitionLane:
         try:
             done, _ = await asyncio.wait({self._task}, timeout=GRACEFUL_CLOSE_SECONDS)
             if not done:  # a commit that cannot end (the broker unreachable): give it up
-                log.warning("partition_close_timed_out", partition=_name(self.tp))
+                log.warning("partition_close_timed_out", partition=partition_name(self.tp))
                 self.abandon()
                 await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT)
         except asyncio.CancelledError:
@@ -171,9 +171,11 @@ class PartitionLane:
             try:
                 await asyncio.wait_for(self.producer.stop(), CLOSE_TIMEOUT)
             except TimeoutError:
-                log.warning("producer_stop_timed_out", partition=_name(self.tp))
+                log.warning("producer_stop_timed_out", partition=partition_name(self.tp))
             except Exception as exc:
-                log.warning("producer_stop_failed", partition=_name(self.tp), error=repr(exc))
+                log.warning(
+                    "producer_stop_failed", partition=partition_name(self.tp), error=repr(exc)
+                )
 
     async def _commit(
         self,
@@ -187,7 +189,7 @@ class PartitionLane:
         await publish(self.producer, outgoing, offsets, self._group_id)
         log.debug(  # a no-op unless LOG_LEVEL is DEBUG
             "batch_committed",
-            partition=_name(self.tp),
+            partition=partition_name(self.tp),
             records=len(outgoing),
             # From the first record's timestamp (its producer's clock) to its batch taken.
             queued_ms=round(taken_at * 1000 - first_timestamp, 1),

@@ -46,7 +46,7 @@ from worker.config import Settings
 from worker.domain.ports import StorageUnavailable
 from worker.transport.answering import RecordAnswerer
 from worker.transport.kafka_clients import result_producer, transactional_id
-from worker.transport.lanes import PartitionLane, TransactionFailed
+from worker.transport.lanes import PartitionLane, TransactionFailed, partition_name
 
 __all__ = ["CommandProcessor", "TransactionFailed"]
 
@@ -81,12 +81,8 @@ class _TakeAndRelease(ConsumerRebalanceListener):  # type: ignore[misc]
         self._processor.assigned(set(assigned))
 
 
-def _name(tp: TopicPartition) -> str:
-    return f"{tp.topic}[{tp.partition}]"
-
-
 def _names(partitions: Iterable[TopicPartition]) -> list[str]:
-    return sorted(map(_name, partitions))
+    return sorted(map(partition_name, partitions))
 
 
 class CommandProcessor:
@@ -147,7 +143,9 @@ class CommandProcessor:
         if lane is None:  # revoked since it was fetched: its new owner answers it
             with contextlib.suppress(IllegalStateError):  # (or fetched again, if ours)
                 self._consumer.seek(tp, records[0].offset)  # type: ignore[attr-defined]
-            log.info("records_of_a_revoked_partition", partition=_name(tp), records=len(records))
+            log.info(
+                "records_of_a_revoked_partition", partition=partition_name(tp), records=len(records)
+            )
             return
         if lane.offer(records) or self._held_bytes() >= self._held_bytes_budget:
             with contextlib.suppress(IllegalStateError):
@@ -168,17 +166,18 @@ class CommandProcessor:
                 with contextlib.suppress(IllegalStateError):  # given away meanwhile
                     self._consumer.resume(tp)
 
+    def _given_up_on_stop(self, exc: BaseException) -> bool:
+        """Stopping while the database is away: the batch is given up, as it should be."""
+        return self._stop.is_set() and isinstance(exc, StorageUnavailable)
+
     def _on_failure(self, exc: BaseException) -> None:
         if self._failure is None:
             self._failure = exc
-        if isinstance(exc, StorageUnavailable) and self._stop.is_set():
-            return  # stopping while the database is away: the batch is given up, as it should
-        log.warning("partition_failed", error=f"{type(exc).__name__}: {exc}")
+        if not self._given_up_on_stop(exc):
+            log.warning("partition_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _raise_failure(self) -> None:
-        if self._failure is not None and not (
-            self._stop.is_set() and isinstance(self._failure, StorageUnavailable)
-        ):
+        if self._failure is not None and not self._given_up_on_stop(self._failure):
             raise self._failure
 
     # ------------------------------------------------------------------ partition ownership
